@@ -1,0 +1,172 @@
+"""`sbmlhybrid validate | simulate | fit | cache`: thin wrappers over the library API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sbmlhybrid.errors import InputError
+
+
+def _add_problem_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("problem", help="PEtab v1 problem YAML, or an SBML file with --measurements")
+    p.add_argument("--measurements", help="measurement TSV for a bare SBML model")
+    p.add_argument("--rtol", type=float, help="relative solver tolerance (overrides the problem)")
+    p.add_argument("--atol", type=float, help="absolute solver tolerance (overrides the problem)")
+    p.add_argument("--sensitivities", choices=["auto", "forward", "adjoint"],
+                   help="sensitivity method (default: the problem's, else auto by size)")
+
+
+def _load(args: argparse.Namespace):
+    from sbmlhybrid.problem import load_problem
+
+    problem = load_problem(args.problem, args.measurements)
+    if getattr(args, "rtol", None):
+        problem.solver.rtol = args.rtol
+    if getattr(args, "atol", None):
+        problem.solver.atol = args.atol
+    if getattr(args, "sensitivities", None):
+        problem.solver.sensitivity_method = args.sensitivities
+    return problem
+
+
+def _objective(args: argparse.Namespace):
+    from sbmlhybrid.build import compile_problem
+    from sbmlhybrid.objective import create_objective
+
+    problem = _load(args)
+    compiled = compile_problem(problem)
+    print(f"model {compiled.module_name}: {'cache hit' if compiled.hit else 'compiled'} "
+          f"in {compiled.seconds:.1f} s", file=sys.stderr)
+    return create_objective(problem, compiled)
+
+
+def _parse_parameters(text: str | None, objective) -> np.ndarray | None:
+    """`--parameters` as a TSV (parameterId, value on PEtab scale) or JSON {id: value}."""
+    if not text:
+        return None
+    path = Path(text)
+    if path.suffix == ".json" or not path.exists():
+        values = json.loads(path.read_text() if path.exists() else text)
+    else:
+        df = pd.read_csv(path, sep="\t")
+        values = dict(zip(df.iloc[:, 0], df.iloc[:, 1]))
+    x = objective.x_nominal_free.copy()
+    ids = objective.x_free_ids
+    unknown = sorted(set(values) - set(ids))
+    if unknown:
+        raise InputError(f"unknown estimated parameter(s) {unknown} in --parameters; "
+                         f"known: {ids}")
+    for k, v in values.items():
+        x[ids.index(k)] = float(v)
+    return x
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    problem = _load(args)
+    pp = problem.petab_problem
+    print(f"OK: {problem.source} — {len(pp.measurement_df)} measurements, "
+          f"{len(problem.condition_ids)} conditions, {len(pp.x_free_ids)} estimated parameters")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    objective = _objective(args)
+    x = _parse_parameters(args.parameters, objective)
+    table = objective.simulate(x, args.conditions)
+    ev = objective.evaluate(x, args.conditions, gradient=False)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    table.to_csv(tmp, sep="\t", index=False)
+    tmp.replace(out)
+    print(f"wrote {out} ({len(table)} rows); negative log-likelihood {ev.fval:.6g}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from sbmlhybrid.optimize import FitSettings, fit, summary_table
+    from sbmlhybrid.results import write_fit_plots
+
+    optimizer = _minibatch_optimizer(args) or args.optimizer
+    settings = FitSettings(n_starts=args.starts, optimizer=optimizer, engine=args.engine,
+                           workers=args.workers, seed=args.seed, max_iter=args.max_iter)
+    objective = _objective(args)
+    out = Path(args.output)
+    result = fit(objective, settings, output=out / "result.hdf5", overwrite=args.overwrite,
+                 progress=not args.no_progress)
+    table = summary_table(result)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    paths = write_fit_plots(result, objective, out)
+    best = result.optimize_result.list[0]
+    x_best = np.asarray(best.x)[objective.pypesto_problem.x_free_indices]
+    pd.DataFrame({"parameterId": objective.x_free_ids, "estimate_scaled": x_best}).to_csv(
+        out / "best_parameters.tsv", sep="\t", index=False)
+    print(f"results in {out}: result.hdf5, best_parameters.tsv, "
+          + ", ".join(p.name for p in paths))
+    return 0 if np.isfinite(best.fval) else 1
+
+
+def _minibatch_optimizer(args: argparse.Namespace):
+    """Mini-batch optimizers register themselves in sbmlhybrid.optimize when available."""
+    try:
+        from sbmlhybrid.optimize import minibatch  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return minibatch.optimizer_from_cli(args)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from sbmlhybrid.build import cache_root, clear_cache
+
+    if args.clear:
+        print(f"removed {clear_cache()} cached model(s) from {cache_root()}")
+    else:
+        root = cache_root()
+        entries = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] \
+            if root.exists() else []
+        print(f"{root}: {len(entries)} model(s)")
+        for p in sorted(entries):
+            print(f"  {p.name}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from sbmlhybrid.optimize import ENGINES
+
+    p = subparsers.add_parser("validate", help="lint a PEtab problem (exit 2 if invalid)")
+    _add_problem_args(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = subparsers.add_parser("simulate", help="simulate a problem; write a PEtab simulation table")
+    _add_problem_args(p)
+    p.add_argument("--parameters", help="TSV (id, value on PEtab scale) or JSON; default nominal")
+    p.add_argument("--conditions", nargs="*", help="simulation condition ids (default all)")
+    p.add_argument("-o", "--output", default="simulation.tsv")
+    p.set_defaults(func=cmd_simulate)
+
+    p = subparsers.add_parser("fit", help="multi-start parameter estimation")
+    _add_problem_args(p)
+    p.add_argument("--starts", type=int, default=10, help="number of starts (default 10)")
+    p.add_argument("--optimizer", default="fides",
+                   help="fides | lbfgsb | a mini-batch optimizer (sgd, adam, ...)")
+    p.add_argument("--engine", choices=ENGINES, default="single")
+    p.add_argument("--workers", type=int, help="processes/threads for the engine")
+    p.add_argument("--seed", type=int, default=0, help="start-point seed")
+    p.add_argument("--max-iter", type=int, default=1000, help="iterations per start")
+    p.add_argument("-o", "--output", default="results", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="discard an earlier result")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--batch-size", type=int, help="mini-batch size (mini-batch optimizers)")
+    p.add_argument("--epochs", type=int, help="epochs (mini-batch optimizers)")
+    p.add_argument("--learning-rate", type=float, help="start learning rate (mini-batch)")
+    p.set_defaults(func=cmd_fit)
+
+    p = subparsers.add_parser("cache", help="list or clear the compiled-model cache")
+    p.add_argument("--clear", action="store_true")
+    p.set_defaults(func=cmd_cache)

@@ -1,0 +1,245 @@
+"""Negative log-likelihood, gradient and simulation tables of a compiled PEtab problem.
+
+Reused: pyPESTO's `AmiciObjective` (via its PEtab objective creator, so pickling for process
+and MPI engines rebuilds the model from the cache folder) and AMICI's PEtab v1 helpers. Added
+by hand: exact evaluation on any subset of conditions (pyPESTO has no API for it; the subset's
+ExpData and parameter mapping are passed through `call_unprocessed`), solver settings per
+problem, a size-based choice of forward vs adjoint sensitivities, and clear errors naming the
+condition when an integration fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import amici.sim.sundials as asd
+import numpy as np
+import pandas as pd
+import petab.v1 as petab
+import pypesto
+import pypesto.petab
+from amici.sim._parameter_mapping import ParameterMapping
+
+from sbmlhybrid.build import CompiledModel, compile_problem
+from sbmlhybrid.errors import InputError, Issue, SimulationError
+from sbmlhybrid.problem import Problem
+
+logging.getLogger("amici.sim.sundials").setLevel(logging.WARNING)  # floods at DEBUG otherwise
+
+# Forward sensitivities cost ~ n_states * n_parameters per step, adjoints ~ n_states per
+# backward solve per condition; measured crossover on the shipped/benchmark problems
+# (benchmarks/results/overhead.json): forward up to this many estimated parameters.
+ADJOINT_ABOVE_N_PARAMETERS = 60
+
+
+@dataclass
+class Evaluation:
+    """Result of one objective evaluation.
+
+    Attributes:
+        fval: Negative log-likelihood (priors excluded).
+        grad: Gradient w.r.t. the free parameters on PEtab scale, shape (n_free,), or None.
+        rdatas: AMICI return data per evaluated condition (only if requested).
+    """
+
+    fval: float
+    grad: np.ndarray | None
+    rdatas: list | None = None
+
+
+class ModelObjective:
+    """Objective of a PEtab problem over its compiled AMICI model.
+
+    Args:
+        problem: Validated problem (`sbmlhybrid.problem.load_problem`).
+        compiled: Its compiled model; compiled (or taken from the cache) if omitted.
+        sensitivity_method: "forward", "adjoint" or "auto" (default: the problem's setting).
+
+    Attributes:
+        pypesto_problem: pyPESTO problem (bounds, scales, fixed parameters, priors).
+        amici_objective: The underlying `pypesto.objective.AmiciObjective`.
+        conditions: (preequilibration id or "", simulation id) per experimental condition,
+            in the order of `amici_objective.edatas`.
+    """
+
+    def __init__(self, problem: Problem, compiled: CompiledModel | None = None,
+                 sensitivity_method: str | None = None):
+        self.problem = problem
+        self.compiled = compiled or compile_problem(problem)
+        importer = pypesto.petab.PetabImporter(
+            problem.petab_problem, output_folder=str(self.compiled.path),
+            model_name=self.compiled.module_name, validate_petab=False,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            creator = importer.create_objective_creator()
+            model = self.compiled.create_model()
+            self.amici_objective = creator.create_objective(model=model, verbose=False)
+            self.pypesto_problem = importer.create_problem(self.amici_objective)
+        self.pypesto_problem.problem_name = problem.name  # type: ignore[attr-defined]
+        sim_conditions = petab.get_simulation_conditions(problem.petab_problem.measurement_df)
+        pre = sim_conditions.get(petab.PREEQUILIBRATION_CONDITION_ID,
+                                 pd.Series([""] * len(sim_conditions)))
+        self.conditions: list[tuple[str, str]] = [
+            ("" if pd.isna(a) else str(a), str(b))
+            for a, b in zip(pre, sim_conditions[petab.SIMULATION_CONDITION_ID])
+        ]
+        method = sensitivity_method or problem.solver.sensitivity_method
+        if method == "auto":
+            n_free = len(problem.petab_problem.x_free_ids)
+            method = "adjoint" if n_free > ADJOINT_ABOVE_N_PARAMETERS else "forward"
+        self.sensitivity_method = method
+        self.apply_solver_settings()
+
+    # ---- settings -------------------------------------------------------------------------
+    def apply_solver_settings(self) -> None:
+        """Push the problem's tolerances and sensitivity method to the AMICI solver."""
+        s = self.problem.solver
+        solver = self.amici_objective.amici_solver
+        solver.set_relative_tolerance(s.rtol)
+        solver.set_absolute_tolerance(s.atol)
+        solver.set_max_steps(s.max_steps)
+        if s.steady_state_rtol is not None:
+            solver.set_relative_tolerance_steady_state(s.steady_state_rtol)
+        solver.set_sensitivity_method(
+            asd.SensitivityMethod.adjoint if self.sensitivity_method == "adjoint"
+            else asd.SensitivityMethod.forward
+        )
+
+    # ---- parameters -----------------------------------------------------------------------
+    @property
+    def x_free_ids(self) -> list[str]:
+        """Ids of the estimated parameters (the order of `grad` and of free vectors)."""
+        return list(self.problem.petab_problem.x_free_ids)
+
+    @property
+    def x_nominal_free(self) -> np.ndarray:
+        """Nominal estimated parameters on PEtab scale, shape (n_free,)."""
+        return np.asarray(self.problem.petab_problem.x_nominal_free_scaled, dtype=float)
+
+    def full_x(self, x_free: Sequence[float] | None) -> np.ndarray:
+        """Free parameter vector (PEtab scale) -> full vector incl. fixed parameters."""
+        if x_free is None:
+            x_free = self.x_nominal_free
+        x_free = np.asarray(x_free, dtype=float)
+        if x_free.shape != (len(self.x_free_ids),):
+            raise InputError(f"parameter vector has shape {x_free.shape}, expected "
+                             f"({len(self.x_free_ids)},) for {self.x_free_ids}")
+        return self.pypesto_problem.get_full_vector(x_free)
+
+    # ---- conditions -----------------------------------------------------------------------
+    def condition_indices(self, conditions: Sequence[int | str] | None) -> list[int]:
+        """Indices into `conditions` for ids (simulation condition ids) or integer indices."""
+        if conditions is None:
+            return list(range(len(self.conditions)))
+        sim_ids = [c[1] for c in self.conditions]
+        out = []
+        for c in conditions:
+            if isinstance(c, int | np.integer):
+                if not 0 <= int(c) < len(self.conditions):
+                    raise InputError(f"condition index {c} out of range 0..{len(sim_ids) - 1}")
+                out.append(int(c))
+            elif c in sim_ids:
+                out.extend(i for i, s in enumerate(sim_ids) if s == c)
+            else:
+                raise InputError(Issue(f"unknown condition {c!r}; known: {sim_ids}", entity=c))
+        return out
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def evaluate(self, x_free: Sequence[float] | None = None,
+                 conditions: Sequence[int | str] | None = None, gradient: bool = True,
+                 return_rdatas: bool = False, raise_on_failure: bool = True) -> Evaluation:
+        """Negative log-likelihood (and gradient) over all or a subset of conditions.
+
+        The subset value is exact: summing single-condition evaluations gives the full value
+        and gradient. Priors are not included (see `pypesto_problem.objective` for those).
+
+        Args:
+            x_free: Estimated parameters on PEtab scale, shape (n_free,); default nominal.
+            conditions: Condition ids or indices; default all.
+            gradient: Also compute the gradient (shape (n_free,)).
+            return_rdatas: Keep AMICI's return data (full reporting).
+            raise_on_failure: Raise `SimulationError` naming the failed condition(s);
+                otherwise return fval=inf and grad=nan.
+        """
+        idx = self.condition_indices(conditions)
+        obj = self.amici_objective
+        kwargs = {}
+        if conditions is not None:
+            kwargs = {"edatas": [obj.edatas[i] for i in idx],
+                      "parameter_mapping": ParameterMapping([obj.parameter_mapping[i]
+                                                             for i in idx])}
+        x_full = self.full_x(x_free)
+        orders = (0, 1) if gradient else (0,)
+        result = obj(x_full, sensi_orders=orders, return_dict=True, **kwargs)
+        rdatas = result.get("rdatas") or []
+        fval = float(result["fval"])
+        if not np.isfinite(fval):
+            failed = [self.conditions[i][1] for i, r in zip(idx, rdatas) if r.status != 0]
+            if raise_on_failure:
+                raise SimulationError(
+                    f"integration failed for condition(s) {failed or '?'} at parameters "
+                    f"{dict(zip(self.x_free_ids, np.round(self.full_free(x_full), 6)))}")
+        grad = None
+        if gradient:
+            grad = np.asarray(result["grad"], dtype=float)[self.pypesto_problem.x_free_indices]
+        return Evaluation(fval, grad, rdatas if return_rdatas else None)
+
+    def full_free(self, x_full: np.ndarray) -> np.ndarray:
+        return np.asarray(x_full)[self.pypesto_problem.x_free_indices]
+
+    def __call__(self, x_free: Sequence[float], conditions: Sequence[int | str] | None = None
+                 ) -> tuple[float, np.ndarray]:
+        """(fval, grad) over all or a subset of conditions; see `evaluate`."""
+        ev = self.evaluate(x_free, conditions)
+        return ev.fval, ev.grad  # type: ignore[return-value]
+
+    def simulate(self, x_free: Sequence[float] | None = None,
+                 conditions: Sequence[int | str] | None = None) -> pd.DataFrame:
+        """PEtab simulation table (measurement table with simulated values) at `x_free`."""
+        from amici.sim.sundials.petab.v1 import rdatas_to_simulation_df
+
+        idx = self.condition_indices(conditions)
+        ev = self.evaluate(x_free, idx, gradient=False, return_rdatas=True)
+        mdf = self.problem.petab_problem.measurement_df
+        keep = np.zeros(len(mdf), dtype=bool)
+        for i in idx:
+            pre, sim = self.conditions[i]
+            mask = mdf[petab.SIMULATION_CONDITION_ID] == sim
+            if petab.PREEQUILIBRATION_CONDITION_ID in mdf:
+                col = mdf[petab.PREEQUILIBRATION_CONDITION_ID].fillna("")
+                mask &= col == pre
+            keep |= mask.to_numpy()
+        return rdatas_to_simulation_df(ev.rdatas, self.amici_objective.amici_model,
+                                       mdf.loc[keep].reset_index(drop=True))
+
+    def dense_simulation(self, x_free: Sequence[float] | None,
+                         conditions: Sequence[int | str] | None = None, n_time: int = 120
+                         ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Observables on a dense time grid: per condition (t (n_time,), y (n_time, n_y))."""
+        idx = self.condition_indices(conditions)
+        obj = self.amici_objective
+        self.evaluate(x_free, idx, gradient=False, raise_on_failure=False)  # fills edatas
+        solver = obj.amici_solver.clone()
+        solver.set_sensitivity_order(asd.SensitivityOrder.none)
+        out = []
+        for i in idx:
+            edata = asd.ExpData(obj.edatas[i])
+            t_end = max(edata.get_timepoints()) if len(edata.get_timepoints()) else 1.0
+            edata.set_timepoints(np.linspace(0.0, t_end, n_time))
+            rdata = asd.run_simulation(obj.amici_model, solver, edata)
+            out.append((np.asarray(rdata.ts), np.asarray(rdata.y)))
+        return out
+
+    def llh(self, x_free: Sequence[float] | None = None) -> float:
+        """Log-likelihood (priors excluded) at `x_free` (default: nominal)."""
+        return -self.evaluate(x_free, gradient=False).fval
+
+
+def create_objective(problem: Problem, compiled: CompiledModel | None = None,
+                     sensitivity_method: str | None = None) -> ModelObjective:
+    """Compile (or take from the cache) and wrap a problem; see `ModelObjective`."""
+    return ModelObjective(problem, compiled, sensitivity_method)

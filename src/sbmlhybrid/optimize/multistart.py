@@ -1,0 +1,212 @@
+"""Multi-start fitting through pyPESTO, with checkpointing and resume.
+
+Reused: `pypesto.optimize.minimize` (optimizers, engines, histories), `pypesto.store` (HDF5
+results), petab's start-point sampling (honours initialization priors). Added here: start
+points seeded per start index (start i is the same whatever `n_starts` is, so a larger run
+extends a smaller one), a checkpoint after every chunk of starts written atomically
+(temp file + rename: an interrupted run never leaves a corrupt result), and resume that
+runs only the missing starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import petab.v1 as petab
+import pypesto
+import pypesto.optimize as optimize
+import pypesto.store
+from pypesto.engine import MultiProcessEngine, MultiThreadEngine, SingleCoreEngine
+from tqdm.auto import tqdm
+
+from sbmlhybrid.errors import InputError, Issue
+from sbmlhybrid.objective import ModelObjective
+
+logger = logging.getLogger(__name__)
+
+_META = "sbmlhybrid"
+OPTIMIZERS = ("fides", "lbfgsb")
+ENGINES = ("single", "threads", "process", "mpi")
+
+
+@dataclass
+class FitSettings:
+    """Settings of a multi-start fit.
+
+    Attributes:
+        n_starts: Number of local optimizations.
+        optimizer: "fides" (trust-region, default), "lbfgsb" (scipy), or a
+            `pypesto.optimize.Optimizer` instance (e.g. a mini-batch optimizer).
+        engine: "single", "threads", "process" (local processes) or "mpi"
+            (`MPIPoolEngine`; run under ``mpiexec -n N python -m mpi4py.futures``).
+        workers: Threads/processes for the engine (default: CPU count).
+        seed: Seed of the start points (start i uses seed (seed, i)).
+        max_iter: Iteration limit per start.
+        checkpoint_every: Starts per checkpoint (default: the number of workers).
+    """
+
+    n_starts: int = 10
+    optimizer: str | optimize.Optimizer = "fides"
+    engine: str = "single"
+    workers: int | None = None
+    seed: int = 0
+    max_iter: int = 1000
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.optimizer, str) and self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r}; choose from {ENGINES}")
+        if self.n_starts < 1:
+            raise InputError("n_starts must be >= 1")
+
+
+def make_optimizer(name: str | optimize.Optimizer, max_iter: int) -> optimize.Optimizer:
+    """pyPESTO optimizer for a name ("fides", "lbfgsb") or pass an instance through."""
+    if isinstance(name, optimize.Optimizer):
+        return name
+    if name == "fides":
+        return optimize.FidesOptimizer(verbose=logging.WARNING, options={"maxiter": max_iter})
+    return optimize.ScipyOptimizer(method="L-BFGS-B", options={"maxiter": max_iter})
+
+
+def make_engine(name: str, workers: int | None) -> pypesto.engine.Engine:
+    workers = workers or os.cpu_count() or 1
+    if name == "single":
+        return SingleCoreEngine()
+    if name == "threads":
+        return MultiThreadEngine(n_threads=workers)
+    if name == "process":
+        return MultiProcessEngine(n_procs=workers)
+    from pypesto.engine.mpi_pool import MPIPoolEngine
+
+    return MPIPoolEngine()
+
+
+def start_points(objective: ModelObjective, n_starts: int, seed: int) -> np.ndarray:
+    """Start points on PEtab scale, shape (n_starts, n_free); row i depends only on (seed, i)."""
+    par = objective.problem.petab_problem.parameter_df
+    rows = []
+    for i in range(n_starts):
+        sub_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+        rows.append(petab.sample_parameter_startpoints(par, n_starts=1, seed=sub_seed)[0])
+    x0 = np.asarray(rows, dtype=float)
+    lb, ub = objective.pypesto_problem.lb, objective.pypesto_problem.ub
+    return np.clip(x0, lb, ub)
+
+
+def _write_atomic(result: pypesto.Result, path: Path, meta: dict, x0: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        pypesto.store.write_result(result, str(tmp), problem=True, optimize=True,
+                                   overwrite=True)
+        with h5py.File(tmp, "a") as f:
+            grp = f.require_group(_META)
+            for key, value in meta.items():
+                grp.attrs[key] = value
+            grp.create_dataset("start_points", data=x0)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _read_checkpoint(path: Path, meta: dict) -> pypesto.Result | None:
+    if not path.exists():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            stored = dict(f[_META].attrs) if _META in f else {}
+    except OSError as err:
+        raise InputError(Issue(f"cannot read existing result file: {err}", str(path))) from err
+    for key in ("problem", "x_free_ids", "seed", "optimizer"):
+        if str(stored.get(key)) != str(meta[key]):
+            raise InputError(Issue(
+                f"existing result was made with {key}={stored.get(key)!r}, not {meta[key]!r}; "
+                "choose another --output or pass overwrite", str(path)))
+    return pypesto.store.read_result(str(path), problem=False, optimize=True)
+
+
+def fit(objective: ModelObjective, settings: FitSettings | None = None,
+        output: str | Path | None = None, overwrite: bool = False, progress: bool = True,
+        on_checkpoint: Callable[[pypesto.Result], None] | None = None) -> pypesto.Result:
+    """Multi-start fit of a problem; resumes an interrupted run stored at `output`.
+
+    Args:
+        objective: The problem's objective (`sbmlhybrid.objective.create_objective`).
+        settings: Fit settings (default `FitSettings()`).
+        output: HDF5 result file (pyPESTO store format plus start points). If it holds a
+            compatible earlier run, only its missing starts are run.
+        overwrite: Ignore and replace an existing `output`.
+        progress: Show a progress bar over starts.
+        on_checkpoint: Called with the partial result after every checkpoint.
+
+    Returns:
+        The pyPESTO result, starts sorted by objective value (priors included).
+    """
+    settings = settings or FitSettings()
+    problem = objective.pypesto_problem
+    x0 = start_points(objective, settings.n_starts, settings.seed)
+    meta = {"problem": objective.problem.name, "x_free_ids": ",".join(objective.x_free_ids),
+            "seed": settings.seed, "optimizer": str(settings.optimizer)}
+    path = Path(output) if output else None
+    result = None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite and path.exists():
+            path.unlink()
+        result = _read_checkpoint(path, meta)
+    result = result or pypesto.Result(problem)
+    result.problem = problem
+    done = {r.id for r in result.optimize_result.list}
+    todo = [i for i in range(settings.n_starts) if str(i) not in done]
+    if done:
+        logger.info("resuming: %d of %d starts done", len(done), settings.n_starts)
+    engine = make_engine(settings.engine, settings.workers)
+    optimizer = make_optimizer(settings.optimizer, settings.max_iter)
+    chunk = settings.checkpoint_every or max(1, getattr(engine, "n_procs", None)
+                                             or getattr(engine, "n_threads", 1))
+    if settings.engine == "mpi":
+        chunk = settings.checkpoint_every or len(todo) or 1
+    bar = tqdm(total=settings.n_starts, initial=len(done), desc=f"fit {objective.problem.name}",
+               unit="start", disable=not progress)
+    t0 = time.perf_counter()
+    for k in range(0, len(todo), chunk):
+        ids = todo[k:k + chunk]
+        problem.set_x_guesses(np.array([problem.get_full_vector(x0[i]) for i in ids]))
+        result = optimize.minimize(
+            problem, optimizer=optimizer, n_starts=len(ids), ids=[str(i) for i in ids],
+            result=result, engine=engine, progress_bar=False,
+        )
+        if path is not None:
+            _write_atomic(result, path, meta | {"n_starts": settings.n_starts}, x0)
+        if on_checkpoint is not None:
+            on_checkpoint(result)
+        bar.update(len(ids))
+        best = result.optimize_result.list[0].fval
+        bar.set_postfix(best=f"{best:.4g}", elapsed=f"{time.perf_counter() - t0:.0f}s")
+    bar.close()
+    problem.set_x_guesses(np.zeros((0, problem.dim_full)))
+    result.optimize_result.sort()
+    return result
+
+
+def summary_table(result: pypesto.Result, top: int | None = 10) -> pd.DataFrame:
+    """One row per start (best first): id, fval, gradient norm, evaluations, time, exit."""
+    rows = []
+    for rank, r in enumerate(result.optimize_result.list[:top]):
+        grad = np.asarray(r.grad) if r.grad is not None else np.array([np.nan])
+        rows.append({"rank": rank + 1, "start": r.id, "fval": r.fval,
+                     "|grad|": float(np.linalg.norm(grad[np.isfinite(grad)])),
+                     "n_fval": r.n_fval, "time_s": round(r.time, 2), "exitflag": r.exitflag,
+                     "message": str(r.message)[:40]})
+    return pd.DataFrame(rows)

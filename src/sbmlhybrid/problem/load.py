@@ -1,0 +1,267 @@
+"""Loading of PEtab v1 problems (YAML) and of bare SBML files with a measurement table.
+
+PEtab's own loader raises on the first missing file or unreadable table and never mentions
+SBML line numbers; here every failure becomes an `InputError` listing file, row and column,
+then `validate.validate_problem` adds the linter's findings and the checks it misses.
+Bare SBML: observables, conditions and parameters are derived (documented in
+`problem_from_sbml`), so `sbmlhybrid fit model.xml --measurements data.tsv` just works.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libsbml
+import pandas as pd
+import petab.v1 as petab
+import yaml
+
+from sbmlhybrid.errors import InputError, Issue, NotSupportedError
+from sbmlhybrid.problem.validate import sbml_read_issues, validate_problem
+
+
+@dataclass
+class SolverSettings:
+    """CVODES settings of a problem; `sbmlhybrid: {solver: {...}}` in the problem YAML.
+
+    Attributes:
+        rtol: Relative tolerance.
+        atol: Absolute tolerance (state units).
+        max_steps: Maximum number of integration steps per simulation.
+        sensitivity_method: "forward", "adjoint" or "auto" (chosen by problem size).
+        steady_state_rtol: Relative tolerance of pre-equilibration steady states.
+    """
+
+    rtol: float = 1e-8
+    atol: float = 1e-12
+    max_steps: int = 100_000
+    sensitivity_method: str = "auto"
+    steady_state_rtol: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.sensitivity_method not in ("auto", "forward", "adjoint"):
+            raise InputError(
+                f"solver.sensitivity_method must be auto, forward or adjoint, "
+                f"not {self.sensitivity_method!r}"
+            )
+        if not (self.rtol > 0 and self.atol > 0 and self.max_steps > 0):
+            raise InputError("solver tolerances and max_steps must be positive")
+
+
+@dataclass
+class Problem:
+    """A validated PEtab v1 problem and where it came from.
+
+    Attributes:
+        petab_problem: The petab.v1 problem (tables as DataFrames).
+        name: Short identifier (YAML stem or SBML model id), used for cache and output names.
+        source: The YAML or SBML file loaded.
+        files: Table kind -> file path (for error messages).
+        solver: Solver settings of this problem.
+    """
+
+    petab_problem: petab.Problem
+    name: str
+    source: Path | None
+    files: dict[str, str | None] = field(default_factory=dict)
+    solver: SolverSettings = field(default_factory=SolverSettings)
+
+    @property
+    def sbml_text(self) -> str:
+        return libsbml.writeSBMLToString(self.petab_problem.sbml_document)
+
+    @property
+    def condition_ids(self) -> list[str]:
+        """Simulation conditions with data, in measurement-table order of first use."""
+        return list(dict.fromkeys(self.petab_problem.measurement_df[petab.SIMULATION_CONDITION_ID]))
+
+
+def _read_table(path: Path, kind: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(Issue(f"{kind} file not found", file=str(path)))
+    try:
+        return pd.read_csv(path, sep="\t", float_precision="round_trip")
+    except Exception as err:
+        raise InputError(Issue(f"cannot read {kind} table: {err}", file=str(path))) from err
+
+
+def _load_sbml(path: Path) -> libsbml.SBMLDocument:
+    if not path.is_file():
+        raise InputError(Issue("SBML file not found", file=str(path)))
+    issues = sbml_read_issues(path)
+    if issues:
+        raise InputError(issues, header=f"Cannot read SBML model {path}")
+    return libsbml.SBMLReader().readSBML(str(path))
+
+
+def _unsupported(problem: petab.Problem, files: dict[str, str | None]) -> list[Issue]:
+    """Features valid in PEtab that AMICI cannot simulate."""
+    issues = []
+    model = problem.sbml_model
+    if problem.condition_df is not None:
+        for col in problem.condition_df.columns:
+            comp = model.getCompartment(col)
+            if comp is not None:
+                issues.append(
+                    Issue(
+                        f"setting the initial size of compartment {col!r} per condition is not "
+                        "supported by AMICI",
+                        files.get("condition"), 1, col, col,
+                    )
+                )
+    return issues
+
+
+def _finish(problem: petab.Problem, name: str, source: Path | None,
+            files: dict[str, str | None], solver: SolverSettings) -> Problem:
+    unsupported = _unsupported(problem, files)
+    if unsupported:
+        raise NotSupportedError(unsupported, header="Problem uses features AMICI cannot simulate")
+    issues = validate_problem(problem, files)
+    if issues:
+        raise InputError(issues, header=f"Invalid PEtab problem {source}")
+    return Problem(problem, name, source, files, solver)
+
+
+def load_problem(
+    path: str | Path, measurements: str | Path | None = None, solver: SolverSettings | None = None
+) -> Problem:
+    """Load and validate a PEtab v1 problem YAML, or a bare SBML file with a measurement table.
+
+    Args:
+        path: A PEtab v1 problem YAML, or an SBML file (then `measurements` is required).
+        measurements: Measurement TSV for a bare SBML file (PEtab measurement columns).
+        solver: Solver settings; default: the YAML's `sbmlhybrid: solver:` entry, else defaults.
+
+    Returns:
+        The validated `Problem`.
+
+    Raises:
+        InputError: listing every problem found, with file, row and column.
+        NotSupportedError: the problem uses a feature AMICI cannot simulate.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(Issue("file not found", file=str(path)))
+    if path.suffix.lower() in (".xml", ".sbml"):
+        if measurements is None:
+            raise InputError(Issue("a bare SBML model needs a measurement table "
+                                   "(--measurements)", file=str(path)))
+        return problem_from_sbml(path, Path(measurements), solver)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise InputError(Issue(f"invalid YAML: {err}", str(path),
+                               mark.line + 1 if mark else None)) from err
+    if not isinstance(config, dict) or "problems" not in config:
+        raise InputError(Issue("not a PEtab problem YAML (no 'problems' entry)", str(path)))
+    if str(config.get("format_version", "1")).split(".")[0] != "1":
+        raise NotSupportedError(Issue(
+            f"PEtab format_version {config.get('format_version')} is not supported here; "
+            "this loader reads PEtab v1", str(path)))
+    if len(config["problems"]) != 1:
+        raise NotSupportedError(Issue("exactly one entry under 'problems' is supported", str(path)))
+    sub = config["problems"][0]
+    base = path.parent
+    files: dict[str, str | None] = {}
+    for kind, key in (("sbml", "sbml_files"), ("condition", "condition_files"),
+                      ("measurement", "measurement_files"), ("observable", "observable_files")):
+        entries = sub.get(key) or []
+        if len(entries) != 1:
+            raise InputError(Issue(f"'{key}' must list exactly one file", str(path)))
+        files[kind] = str(base / entries[0])
+    files["parameter"] = str(base / config.get("parameter_file", ""))
+    doc = _load_sbml(Path(files["sbml"]))
+    tables = {kind: _read_table(Path(files[kind]), kind)
+              for kind in ("condition", "measurement", "observable", "parameter")}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            problem = petab.Problem(
+                sbml_model=doc.getModel(), sbml_document=doc,
+                condition_df=petab.get_condition_df(tables["condition"]),
+                measurement_df=petab.get_measurement_df(tables["measurement"]),
+                observable_df=petab.get_observable_df(tables["observable"]),
+                parameter_df=petab.get_parameter_df(tables["parameter"]),
+            )
+    except (KeyError, ValueError, AssertionError) as err:
+        raise InputError(Issue(f"malformed table: {err}", str(path))) from err
+    settings = solver or SolverSettings(**((config.get("sbmlhybrid") or {}).get("solver") or {}))
+    stem = path.stem
+    name = path.parent.name + stem[len("problem"):] if stem.startswith("problem") else stem
+    return _finish(problem, name.strip("_") or "problem", path, files, settings)
+
+
+def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | None) -> Problem:
+    """A PEtab problem from a bare SBML model and a measurement table.
+
+    Derived tables: one observable per `observableId`, whose formula is the model entity of
+    that id (or of the id without an `obs_`/`y_` prefix) with normal noise; sigma is the
+    measurement's `noiseParameters` when numeric, else an estimated `sigma_<obs>`. One
+    condition per `simulationConditionId`, changing nothing. Every SBML parameter without an
+    assignment or rate rule is estimated on log10 scale within [nominal/1000, nominal*1000]
+    (non-positive nominal values: linear scale in [-10, 10]).
+    """
+    doc = _load_sbml(sbml)
+    model = doc.getModel()
+    meas = _read_table(measurements, "measurement")
+    missing = {petab.OBSERVABLE_ID, petab.SIMULATION_CONDITION_ID, petab.TIME,
+               petab.MEASUREMENT} - set(meas.columns)
+    if missing:
+        raise InputError(Issue(f"missing columns {sorted(missing)}", str(measurements), 1))
+    issues = []
+    obs_rows, noise_columns = [], {}
+    for oid in dict.fromkeys(meas[petab.OBSERVABLE_ID]):
+        entity = next((c for c in (oid, oid.removeprefix("obs_"), oid.removeprefix("y_"))
+                       if model.getElementBySId(c) is not None), None)
+        if entity is None:
+            row = int(meas.index[meas[petab.OBSERVABLE_ID] == oid][0]) + 2
+            issues.append(Issue(f"observable {oid!r} matches no SBML entity", str(measurements),
+                                row, petab.OBSERVABLE_ID, oid))
+            continue
+        numeric = pd.to_numeric(meas.loc[meas[petab.OBSERVABLE_ID] == oid].get(
+            petab.NOISE_PARAMETERS, pd.Series(dtype=float)), errors="coerce")
+        given = len(numeric) and numeric.notna().all()
+        sigma = f"noiseParameter1_{oid}" if given else f"sigma_{oid}"
+        noise_columns[oid] = sigma
+        obs_rows.append({petab.OBSERVABLE_ID: oid, petab.OBSERVABLE_FORMULA: entity,
+                         petab.NOISE_FORMULA: sigma, petab.NOISE_DISTRIBUTION: "normal"})
+    if issues:
+        raise InputError(issues, header="Cannot derive observables")
+    cond_ids = list(dict.fromkeys(meas[petab.SIMULATION_CONDITION_ID]))
+    if petab.PREEQUILIBRATION_CONDITION_ID in meas:
+        cond_ids += [c for c in meas[petab.PREEQUILIBRATION_CONDITION_ID].dropna().unique()
+                     if c not in cond_ids]
+    ruled = {model.getRule(i).getVariable() for i in range(model.getNumRules())}
+    ruled |= {model.getInitialAssignment(i).getSymbol()
+              for i in range(model.getNumInitialAssignments())}
+    par_rows = []
+    for p in model.getListOfParameters():
+        if p.getId() in ruled or not p.getConstant():
+            continue
+        value = p.getValue()
+        log = value > 0
+        par_rows.append({petab.PARAMETER_ID: p.getId(),
+                         petab.PARAMETER_SCALE: petab.LOG10 if log else petab.LIN,
+                         petab.LOWER_BOUND: value / 1000 if log else -10.0,
+                         petab.UPPER_BOUND: value * 1000 if log else 10.0,
+                         petab.NOMINAL_VALUE: value, petab.ESTIMATE: 1})
+    for sigma in noise_columns.values():
+        if sigma.startswith("sigma_"):
+            par_rows.append({petab.PARAMETER_ID: sigma, petab.PARAMETER_SCALE: petab.LOG10,
+                             petab.LOWER_BOUND: 1e-3, petab.UPPER_BOUND: 1e3,
+                             petab.NOMINAL_VALUE: 1.0, petab.ESTIMATE: 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        problem = petab.Problem(
+            sbml_model=model, sbml_document=doc,
+            condition_df=petab.get_condition_df(pd.DataFrame({petab.CONDITION_ID: cond_ids})),
+            measurement_df=petab.get_measurement_df(meas),
+            observable_df=petab.get_observable_df(pd.DataFrame(obs_rows)),
+            parameter_df=petab.get_parameter_df(pd.DataFrame(par_rows)),
+        )
+    files = {"sbml": str(sbml), "measurement": str(measurements)}
+    return _finish(problem, model.getId() or sbml.stem, sbml, files, solver or SolverSettings())
