@@ -213,8 +213,11 @@ class ModelObjective:
                 col = mdf[petab.PREEQUILIBRATION_CONDITION_ID].fillna("")
                 mask &= col == pre
             keep |= mask.to_numpy()
-        return rdatas_to_simulation_df(ev.rdatas, self.amici_objective.amici_model,
-                                       mdf.loc[keep].reset_index(drop=True))
+        table = rdatas_to_simulation_df(ev.rdatas, self.amici_objective.amici_model,
+                                        mdf.loc[keep].reset_index(drop=True))
+        if self.problem.unflattened is not None:
+            table = petab.unflatten_simulation_df(table, self.problem.unflattened)
+        return table
 
     def dense_simulation(self, x_free: Sequence[float] | None,
                          conditions: Sequence[int | str] | None = None, n_time: int = 120

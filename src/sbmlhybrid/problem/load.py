@@ -9,6 +9,7 @@ Bare SBML: observables, conditions and parameters are derived (documented in
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ class SolverSettings:
     """
 
     rtol: float = 1e-8
-    atol: float = 1e-12
+    atol: float = 1e-16  # AMICI default; Fujita needs it to reproduce its reference
     max_steps: int = 100_000
     sensitivity_method: str = "auto"
     steady_state_rtol: float | None = None
@@ -60,6 +61,8 @@ class Problem:
         source: The YAML or SBML file loaded.
         files: Table kind -> file path (for error messages).
         solver: Solver settings of this problem.
+        unflattened: The problem as given, when `petab_problem` had to be flattened
+            (timepoint-specific observable/noise parameter overrides).
     """
 
     petab_problem: petab.Problem
@@ -67,6 +70,7 @@ class Problem:
     source: Path | None
     files: dict[str, str | None] = field(default_factory=dict)
     solver: SolverSettings = field(default_factory=SolverSettings)
+    unflattened: petab.Problem | None = None
 
     @property
     def sbml_text(self) -> str:
@@ -122,7 +126,13 @@ def _finish(problem: petab.Problem, name: str, source: Path | None,
     issues = validate_problem(problem, files)
     if issues:
         raise InputError(issues, header=f"Invalid PEtab problem {source}")
-    return Problem(problem, name, source, files, solver)
+    original = None
+    if petab.lint.measurement_table_has_timepoint_specific_mappings(problem.measurement_df):
+        # AMICI compiles one observable per (observable, override) pair; simulation tables
+        # are mapped back to the user's ids (ModelObjective.simulate).
+        original = copy.deepcopy(problem)
+        petab.flatten_timepoint_specific_output_overrides(problem)
+    return Problem(problem, name, source, files, solver, original)
 
 
 def load_problem(

@@ -1,0 +1,77 @@
+"""Compile cache: content keys, hits, concurrent builds under a lock, no partial entries."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sbmlhybrid.build import BuildError, cache_key, compile_problem
+from sbmlhybrid.build.cache import DEFAULT_CODEGEN
+from sbmlhybrid.problem import load_problem
+from tests.conftest import REPO
+
+TINY = REPO / "tests" / "data" / "tiny" / "problem.yaml"
+
+
+def _entries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_dir() and p.parent.name.startswith("amici-")
+            and not p.name.startswith(".")]
+
+
+def test_key_tracks_what_changes_generated_code() -> None:
+    problem = load_problem(TINY)
+    base = cache_key(problem, DEFAULT_CODEGEN)
+    assert cache_key(load_problem(TINY), DEFAULT_CODEGEN) == base
+    assert cache_key(problem, {**DEFAULT_CODEGEN, "simplify": "x"}) != base
+    other = copy.deepcopy(problem)
+    other.petab_problem.observable_df.loc["obs_b", "observableFormula"] = "scale * B + 1"
+    assert cache_key(other, DEFAULT_CODEGEN) != base
+    other = copy.deepcopy(problem)
+    other.petab_problem.sbml_model.getParameter("k2").setValue(0.7)
+    assert cache_key(other, DEFAULT_CODEGEN) != base
+    other = copy.deepcopy(problem)  # values the model reads at run time do not change the key
+    other.petab_problem.measurement_df["measurement"] *= 2
+    other.petab_problem.parameter_df["nominalValue"] *= 2
+    assert cache_key(other, DEFAULT_CODEGEN) == base
+
+
+def test_failed_build_leaves_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SBMLHYBRID_CACHE_DIR", str(tmp_path))
+    with pytest.raises(BuildError, match="no_such_option"):
+        compile_problem(load_problem(TINY), codegen={"no_such_option": 1})
+    assert _entries(tmp_path) == []
+    assert list(tmp_path.glob("*/.tmp/*")) == []
+
+
+def test_concurrent_builds_compile_once_and_hits_are_fast(tmp_path: Path) -> None:
+    script = (
+        "import sys, json; from sbmlhybrid.problem import load_problem;"
+        "from sbmlhybrid.build import compile_problem;"
+        f"c = compile_problem(load_problem({str(TINY)!r}));"
+        "m = c.create_model();"
+        "print(json.dumps([c.hit, c.module_name, len(m.get_free_parameter_ids())]))"
+    )
+    env = {**os.environ, "SBMLHYBRID_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert sorted(r[0] for r in results) == [False, True]  # one built, the other waited and hit
+    assert results[0][1] == results[1][1] and results[0][2] == 3
+    assert len(_entries(tmp_path)) == 1
+    os.environ["SBMLHYBRID_CACHE_DIR"] = str(tmp_path)
+    try:
+        start = time.perf_counter()
+        compiled = compile_problem(load_problem(TINY))
+        compiled.create_model()
+        assert compiled.hit and time.perf_counter() - start < 1.0
+    finally:
+        del os.environ["SBMLHYBRID_CACHE_DIR"]
