@@ -34,7 +34,8 @@ def tiny():
     return create_objective(load_problem(TINY))
 
 
-@pytest.mark.parametrize("name", ["Boehm_JProteomeRes2014", "Fujita_SciSignal2010"])
+@pytest.mark.parametrize(
+    "name", ["Boehm_JProteomeRes2014", "Fujita_SciSignal2010", "Isensee_JCB2018"])
 def test_benchmark_reference_llh(name: str) -> None:
     folder = shared_path("benchmark_models", name)
     objective = create_objective(load_problem(folder / f"{name}.yaml"))

@@ -82,6 +82,13 @@ class CompiledModel:
         return self.load_module().get_model()
 
 
+def _option_text(value: Any) -> str:
+    """Stable text of a code-generation option (functions by qualified name, not address)."""
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value)}"
+    return repr(value)
+
+
 def _frame_text(df: Any) -> str:
     return "" if df is None else df.to_csv(sep="\t")
 
@@ -98,7 +105,7 @@ def cache_key(problem: Problem, codegen: dict[str, Any]) -> str:
         "condition_columns": conditions,
         "estimate": estimate,
         "amici": amici.__version__,
-        "codegen": {k: repr(v) for k, v in sorted(codegen.items())},
+        "codegen": {k: _option_text(v) for k, v in sorted(codegen.items())},
         "format": 1,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -166,7 +173,7 @@ def compile_problem(problem: Problem, codegen: dict[str, Any] | None = None,
                 verbose=logging.INFO if verbose else logging.ERROR, **options,
             )
             info = {"problem": problem.name, "key": key, "amici": amici.__version__,
-                    "codegen": {k: repr(v) for k, v in options.items()},
+                    "codegen": {k: _option_text(v) for k, v in options.items()},
                     "build_seconds": time.perf_counter() - start}
             (tmp / _READY).write_text(json.dumps(info, indent=1))
             os.replace(tmp, final)  # atomic on one file system

@@ -1,0 +1,30 @@
+"""Helpers shared by the benchmark scripts: paths, JSON output, machine state."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO / ".." / "shared").resolve()
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on (load average matters on a shared 2-core box)."""
+    return {"cpus": os.cpu_count(), "load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()],
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def write_json(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**data, "machine": machine()}, indent=1, default=float) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return path

@@ -1,0 +1,69 @@
+"""Toolkit objective+gradient vs the bare AMICI call it makes, on Isensee_JCB2018 (123 conditions).
+
+The bare call is `amici.sim.sundials.run_simulations` on the same ExpData (parameters already
+filled in) with the same solver; the toolkit call is `ModelObjective.evaluate` (parameter
+mapping, pyPESTO's AmiciObjective, aggregation). Timings are medians of interleaved repeats.
+Also times forward vs adjoint sensitivities (the basis of the `auto` choice).
+Writes benchmarks/results/overhead.json (field `ratio`; goal <= 1.05).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import amici.sim.sundials as asd
+import numpy as np
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from _common import SHARED, write_json  # noqa: E402
+
+from sbmlhybrid.objective import create_objective  # noqa: E402
+from sbmlhybrid.problem import load_problem  # noqa: E402
+
+REPEATS = 7
+
+
+def main() -> None:
+    name = "Isensee_JCB2018"
+    problem = load_problem(SHARED / "benchmark_models" / name / f"{name}.yaml")
+    results = {}
+    for method in ("forward", "adjoint"):
+        objective = create_objective(problem, sensitivity_method=method)
+        x = objective.x_nominal_free
+        obj = objective.amici_objective
+        ev = objective.evaluate(x)  # warm-up; fills parameters into the ExpData
+        solver = obj.amici_solver
+        solver.set_sensitivity_order(asd.SensitivityOrder.first)
+        solver.set_return_data_reporting_mode(asd.RDataReporting.likelihood)
+        toolkit, bare = [], []
+        for _ in range(REPEATS):
+            t = time.perf_counter()
+            objective.evaluate(x)
+            toolkit.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            rdatas = asd.run_simulations(obj.amici_model, solver, obj.edatas, num_threads=1)
+            bare.append(time.perf_counter() - t)
+        bare_llh = sum(r.llh for r in rdatas)
+        assert np.isclose(-bare_llh, ev.fval, rtol=1e-8), (bare_llh, ev.fval)
+        results[method] = {"toolkit_s": statistics.median(toolkit),
+                           "bare_amici_s": statistics.median(bare),
+                           "ratio": statistics.median(toolkit) / statistics.median(bare),
+                           "fval": ev.fval}
+        print(method, results[method])
+    default = results["forward"] if len(problem.petab_problem.x_free_ids) <= 60 else \
+        results["adjoint"]
+    write_json("overhead.json", {
+        "problem": name, "n_conditions": len(objective.conditions),
+        "n_estimated": len(objective.x_free_ids), "repeats": REPEATS,
+        "ratio": default["ratio"], "ratio_forward": results["forward"]["ratio"],
+        "ratio_adjoint": results["adjoint"]["ratio"],
+        "fval_grad_forward_s": results["forward"]["toolkit_s"],
+        "fval_grad_adjoint_s": results["adjoint"]["toolkit_s"], "detail": results,
+        "goal": "ratio <= 1.05",
+    })
+
+
+if __name__ == "__main__":
+    main()
