@@ -174,7 +174,11 @@ class ModelObjective:
                                                              for i in idx])}
         x_full = self.full_x(x_free)
         orders = (0, 1) if gradient else (0,)
-        result = obj(x_full, sensi_orders=orders, return_dict=True, **kwargs)
+        # Only likelihood and its gradient unless return data are wanted: pyPESTO switches to
+        # full reporting (residuals, sy, ...) whenever return_dict is set, which costs time.
+        reporting = asd.RDataReporting.full if return_rdatas else asd.RDataReporting.likelihood
+        result = obj(x_full, sensi_orders=orders, return_dict=True, amici_reporting=reporting,
+                     **kwargs)
         rdatas = result.get("rdatas") or []
         fval = float(result["fval"])
         if not np.isfinite(fval):
