@@ -106,5 +106,5 @@ def test_failed_integration_names_condition(tiny) -> None:
         ev = tiny.evaluate(None, raise_on_failure=False)
         assert not np.isfinite(ev.fval)
     finally:
-        tiny.problem.solver.max_steps = 100_000
+        tiny.problem.solver.max_steps = 10_000
         tiny.apply_solver_settings()

@@ -37,7 +37,7 @@ class SolverSettings:
 
     rtol: float = 1e-8
     atol: float = 1e-16  # AMICI default; Fujita needs it to reproduce its reference
-    max_steps: int = 100_000
+    max_steps: int = 10_000  # AMICI default; larger values slow adjoint runs (checkpoint memory)
     sensitivity_method: str = "auto"
     steady_state_rtol: float | None = None
 
