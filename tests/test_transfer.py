@@ -100,16 +100,3 @@ def test_network_baseline_and_data_errors(setup, tmp_path):
         load_outcomes(EXAMPLE / "invivo.tsv", ["nope"], ["E"], {"E": 1.0})
     with pytest.raises(InputError, match="missing"):
         load_outcomes(EXAMPLE / "invivo.tsv", FEATURES, ["E"], {})
-
-
-def test_notebook_executes():
-    """notebooks/mechanistic_transfer.ipynb runs top to bottom (< 90 s on a warm cache)."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = PROBLEMS.parent / "notebooks" / "mechanistic_transfer.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []))
-    assert "(c) frozen + correction RMSE" in text
