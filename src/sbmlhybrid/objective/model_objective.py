@@ -232,6 +232,7 @@ class ModelObjective:
         self.evaluate(x_free, idx, gradient=False, raise_on_failure=False)  # fills edatas
         solver = obj.amici_solver.clone()
         solver.set_sensitivity_order(asd.SensitivityOrder.none)
+        solver.set_return_data_reporting_mode(asd.RDataReporting.full)
         out = []
         for i in idx:
             edata = asd.ExpData(obj.edatas[i])
