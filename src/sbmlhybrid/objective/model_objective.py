@@ -30,9 +30,10 @@ from sbmlhybrid.problem import Problem
 logging.getLogger("amici.sim.sundials").setLevel(logging.WARNING)  # floods at DEBUG otherwise
 
 # Forward sensitivities cost ~ n_states * n_parameters per step, adjoints ~ n_states per
-# backward solve per condition; measured crossover on the shipped/benchmark problems
-# (benchmarks/results/overhead.json): forward up to this many estimated parameters.
-ADJOINT_ABOVE_N_PARAMETERS = 60
+# backward solve per condition. Measured: Isensee (46 parameters) fval+grad 24.5 s forward vs
+# 14.6 s adjoint (benchmarks/results/overhead.json); binding_chain (10 inputs) adjoint 1.5x
+# slower (benchmarks/results/torch_layer.json). Forward up to this many estimated parameters.
+ADJOINT_ABOVE_N_PARAMETERS = 25
 
 
 @dataclass
