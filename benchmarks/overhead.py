@@ -55,7 +55,8 @@ def main() -> None:
     write_json("overhead.json", {
         "problem": name, "n_conditions": len(objective.conditions),
         "n_estimated": len(objective.x_free_ids), "repeats": REPEATS,
-        "ratio": max(r["ratio"] for r in results.values()), "ratio_forward": results["forward"]["ratio"],
+        "ratio": max(r["ratio"] for r in results.values()),
+        "ratio_forward": results["forward"]["ratio"],
         "ratio_adjoint": results["adjoint"]["ratio"],
         "fval_grad_forward_s": results["forward"]["toolkit_s"],
         "fval_grad_adjoint_s": results["adjoint"]["toolkit_s"], "detail": results,
