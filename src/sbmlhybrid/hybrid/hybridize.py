@@ -1,0 +1,406 @@
+"""`hybridize`: compile torch modules into a PEtab problem's SBML model (hand-written).
+
+The network is unrolled into assignment rules (`sbmlhybrid.hybrid.network.unroll`); its
+weights become estimated PEtab parameters (linear scale, nominal = the module's
+initialization), its normalization constants and output scales become fixed PEtab
+parameters. Neither values appear in the SBML, so the AMICI cache key (SBML text, observables,
+which parameters are estimated, codegen options) depends only on the architecture: new
+weights, a retrained network, transfer to another data set with the same model or other
+normalization constants all reuse the compiled model.
+
+The result is an ordinary sbmlhybrid `Problem` (subclass `HybridProblem`, which also carries
+the `HybridModel`), so `create_objective`, `fit` and every optimizer apply unchanged.
+Reused: libsbml for editing, petab.v1 tables; the foundation's validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import libsbml
+import numpy as np
+import pandas as pd
+import petab.v1 as petab
+import torch
+from petab.v1.math import sympify_petab
+from petab.v1.models.sbml_model import SbmlModel
+
+from sbmlhybrid.errors import InputError, Issue
+from sbmlhybrid.hybrid.network import (
+    OUTPUT_TRANSFORMS,
+    load_module_weights,
+    module_weights,
+    torch_output_transform,
+    unroll,
+    weight_ids,
+)
+from sbmlhybrid.hybrid.spec import NetworkTerm
+from sbmlhybrid.problem import Problem
+from sbmlhybrid.problem.validate import validate_problem
+
+
+@dataclass
+class HybridProblem(Problem):
+    """A `Problem` whose model contains unrolled networks; `hybrid` describes them."""
+
+    hybrid: HybridModel | None = None
+
+
+def _parse(formula: str, what: str) -> libsbml.ASTNode:
+    ast = libsbml.parseL3Formula(formula)
+    if ast is None:
+        raise InputError(f"cannot parse formula for {what}: {formula!r}: "
+                         f"{libsbml.getLastParseL3Error()}")
+    return ast
+
+
+def _data_scale(problem: Problem, iid: str) -> tuple[float, float]:
+    """(center, scale) mapping the data range of input `iid` to [-1, 1]."""
+    pp = problem.petab_problem
+    mdf = pp.measurement_df
+    if iid == "time":
+        values = mdf[petab.TIME].to_numpy(float)
+    else:
+        obs = pp.observable_df
+        ids = [o for o, f in zip(obs.index, obs[petab.OBSERVABLE_FORMULA])
+               if str(f).replace(" ", "") == iid]
+        values = mdf.loc[mdf[petab.OBSERVABLE_ID].isin(ids), petab.MEASUREMENT].to_numpy(float)
+        if not len(values):
+            raise InputError(Issue(f"no observable measures input {iid!r} directly, so its "
+                                   "scale cannot be taken from data; give input_scales",
+                                   entity=iid))
+    lo, hi = float(np.min(values)), float(np.max(values))
+    half = (hi - lo) / 2
+    return (lo + hi) / 2, half if half > 0 else max(abs(hi), 1.0)
+
+
+def _math_symbols(model: libsbml.Model) -> set[str]:
+    """Ids referenced by any math of the model (rules, kinetic laws, assignments, events)."""
+    nodes = [r.getMath() for r in model.getListOfRules()]
+    nodes += [ia.getMath() for ia in model.getListOfInitialAssignments()]
+    nodes += [r.getKineticLaw().getMath() for r in model.getListOfReactions()
+              if r.isSetKineticLaw()]
+    for ev in model.getListOfEvents():
+        nodes += [ev.getTrigger().getMath()] + [a.getMath() for a in ev.getListOfEventAssignments()]
+    out: set[str] = set()
+    stack = [n for n in nodes if n is not None]
+    while stack:
+        node = stack.pop()
+        if node.isName():
+            out.add(node.getName())
+        stack.extend(node.getChild(i) for i in range(node.getNumChildren()))
+    return out
+
+
+def _replace_subtree(node: libsbml.ASTNode, term: str, symbol: str) -> int:
+    """Replace every subtree whose L3 string equals `term` by `symbol`; returns the count."""
+    count = 0
+    for i in range(node.getNumChildren()):
+        child = node.getChild(i)
+        if libsbml.formulaToL3String(child) == term:
+            node.replaceChild(i, _parse(symbol, symbol), True)
+            count += 1
+        else:
+            count += _replace_subtree(child, term, symbol)
+    return count
+
+
+class HybridModel:
+    """The networks compiled into a hybrid problem, and the torch side of them.
+
+    Attributes:
+        terms: The `NetworkTerm`s, in order.
+        normalization: term name -> [(center, scale)] per input (fixed PEtab parameters).
+        dropped: Parameters no longer used by any math after the replacement (set to
+            ``estimate=0`` so they do not become flat directions of the fit).
+    """
+
+    def __init__(self, terms: Sequence[NetworkTerm],
+                 normalization: dict[str, list[tuple[float, float]]], dropped: list[str]):
+        self.terms = list(terms)
+        self.normalization = normalization
+        self.dropped = dropped
+
+    def term(self, name: str) -> NetworkTerm:
+        for t in self.terms:
+            if t.name == name:
+                return t
+        raise InputError(f"no network named {name!r}; have {[t.name for t in self.terms]}")
+
+    @property
+    def weight_ids(self) -> list[str]:
+        """PEtab ids of all network weights and biases (state_dict order per term)."""
+        return [pid for t in self.terms for pid, _k, _i in weight_ids(t.name, t.layers)]
+
+    def module_values(self) -> dict[str, float]:
+        """Weight id -> current value in the torch modules."""
+        return {k: v for t in self.terms for k, v in
+                module_weights(t.module, t.name, t.layers).items()}
+
+    def load_weights(self, values: Mapping[str, float]) -> None:
+        """Write weight values (id -> value, e.g. from `parameter_values`) into the modules."""
+        for t in self.terms:
+            load_module_weights(t.module, t.name, t.layers, values)
+
+    def term_values(self, name: str, inputs: np.ndarray) -> np.ndarray:
+        """The learned term(s) in model units for raw (unnormalized) inputs.
+
+        Args:
+            name: Network name.
+            inputs: Raw input values, shape (n, n_inputs), units of the SBML inputs.
+
+        Returns:
+            Shape (n, n_targets): output_scale * transform(module(normalized inputs)) — the
+            exact formula compiled into the model, evaluated in float64 torch.
+        """
+        t = self.term(name)
+        x = np.asarray(inputs, dtype=float)
+        c, s = np.array(self.normalization[name]).T
+        module = copy.deepcopy(t.module).double()
+        with torch.no_grad():
+            z = module(torch.as_tensor((x - c) / s))
+            cols = [sc * torch_output_transform(tr, z[:, j])
+                    for j, (tr, sc) in enumerate(zip(t.transforms, t.scales))]
+        return torch.stack(cols, dim=1).numpy()
+
+    def apply(self, problem: Problem, values: Mapping[str, float] | None = None
+              ) -> HybridProblem:
+        """The same networks and normalization on another problem of the same SBML model.
+
+        Args:
+            problem: E.g. held-out conditions (`problem_test.yaml`).
+            values: Parameter id -> value (linear scale) for nominal values (e.g. trained
+                weights and kinetic parameters); default: the modules' current weights.
+        """
+        scales = {t.name: dict(zip(t.inputs, self.normalization[t.name])) for t in self.terms}
+        terms = [dataclasses.replace(t, input_scales=scales[t.name]) for t in self.terms]
+        out = hybridize(problem, terms)
+        return set_nominal(out, values) if values is not None else out
+
+
+def parameter_values(objective: object, x_free: Sequence[float]) -> dict[str, float]:
+    """Parameter id -> value on linear scale for a free vector on PEtab scale.
+
+    Args:
+        objective: A `ModelObjective` (its problem's parameter table gives the scales).
+        x_free: Estimated parameters on PEtab scale, shape (n_free,).
+    """
+    pdf = objective.problem.petab_problem.parameter_df  # type: ignore[attr-defined]
+    out = {}
+    for pid, x in zip(objective.x_free_ids, np.asarray(x_free, float)):  # type: ignore[attr-defined]
+        out[pid] = float(petab.unscale(x, pdf.loc[pid, petab.PARAMETER_SCALE]))
+    return out
+
+
+def set_nominal(problem: Problem, values: Mapping[str, float]) -> Problem:
+    """Copy of `problem` with nominal values replaced (linear scale; unknown ids ignored).
+
+    Nominal values are not part of the compile-cache key, so this never recompiles.
+    """
+    pp = copy.copy(problem.petab_problem)
+    pdf = pp.parameter_df.copy()
+    for pid, v in values.items():
+        if pid in pdf.index:
+            pdf.loc[pid, petab.NOMINAL_VALUE] = float(v)
+            if pdf.loc[pid, petab.ESTIMATE] == 1:
+                lb, ub = pdf.loc[pid, petab.LOWER_BOUND], pdf.loc[pid, petab.UPPER_BOUND]
+                pdf.loc[pid, petab.NOMINAL_VALUE] = float(np.clip(v, lb, ub))
+    pp.parameter_df = pdf
+    return dataclasses.replace(problem, petab_problem=pp)
+
+
+def _add_rule(model: libsbml.Model, var: str, formula: str) -> None:
+    if model.getParameter(var) is None:
+        p = model.createParameter()
+        p.setId(var)
+        p.setConstant(False)
+        p.setValue(0.0)
+    rule = model.createAssignmentRule()
+    rule.setVariable(var)
+    rule.setMath(_parse(formula, var))
+
+
+def _replace_target(model: libsbml.Model, net: NetworkTerm, j: int, symbol: str,
+                    removed_params: list[str]) -> None:
+    target, kind, term = net.targets[j], net.kinds[j], net.terms[j]
+    rule = model.getRuleByVariable(target)
+    reaction = model.getReaction(target)
+    param = model.getParameter(target)
+    if kind == "auto":
+        if rule is not None and rule.isAssignment():
+            kind = "assignment"
+        elif reaction is not None:
+            kind = "reaction"
+        elif param is not None and param.getConstant():
+            kind = "parameter"
+        else:
+            raise InputError(Issue(f"{net.name}: cannot tell what {target!r} is; give kind= "
+                                   "('rate' for a state's rate of change)", entity=target))
+    where = f"{net.name}: target {target!r} (kind {kind})"
+    if kind == "assignment":
+        if rule is None or not rule.isAssignment():
+            raise InputError(Issue(f"{where}: not an assignment-rule variable", entity=target))
+        rule.setMath(_parse(symbol, symbol))
+    elif kind == "rate":
+        if rule is None or not rule.isRate():
+            species = model.getSpecies(target)
+            hint = " (a species changed by reactions: replace the reactions instead)" \
+                if species is not None else ""
+            raise InputError(Issue(f"{where}: has no rate rule{hint}", entity=target))
+        rule.setMath(_parse(symbol, symbol))
+    elif kind == "reaction":
+        if reaction is None:
+            raise InputError(Issue(f"{where}: no such reaction", entity=target))
+        law = reaction.getKineticLaw() or reaction.createKineticLaw()
+        law.setMath(_parse(symbol, symbol))
+    elif kind == "parameter":
+        if param is None or not param.getConstant() or rule is not None:
+            raise InputError(Issue(f"{where}: not a constant parameter", entity=target))
+        param.setConstant(False)
+        rule = model.createAssignmentRule()
+        rule.setVariable(target)
+        rule.setMath(_parse(symbol, symbol))
+        removed_params.append(target)
+    else:  # term
+        holder = rule.getMath() if rule is not None else (
+            reaction.getKineticLaw().getMath() if reaction is not None and
+            reaction.isSetKineticLaw() else None)
+        if holder is None:
+            raise InputError(Issue(f"{where}: no rule or reaction with this id", entity=target))
+        wanted = libsbml.formulaToL3String(_parse(term, where))
+        math = holder.deepCopy()
+        if libsbml.formulaToL3String(math) == wanted:
+            math, n = _parse(symbol, symbol), 1
+        else:
+            n = _replace_subtree(math, wanted, symbol)
+        if n == 0:
+            raise InputError(Issue(f"{where}: term {wanted!r} not found in "
+                                   f"{libsbml.formulaToL3String(holder)!r} (terms must be whole "
+                                   "sub-expressions)", entity=target))
+        (rule if rule is not None else reaction.getKineticLaw()).setMath(math)
+
+
+def _fixed_row(pid: str, value: float) -> dict:
+    return {petab.PARAMETER_ID: pid, petab.PARAMETER_SCALE: petab.LIN,
+            petab.LOWER_BOUND: value, petab.UPPER_BOUND: value, petab.NOMINAL_VALUE: value,
+            petab.ESTIMATE: 0}
+
+
+def hybridize(problem: Problem, terms: Sequence[NetworkTerm], name: str | None = None
+              ) -> HybridProblem:
+    """Replace model parts by networks; returns a new problem (the input is not modified).
+
+    Args:
+        problem: A validated PEtab problem.
+        terms: What to replace by which network (`NetworkTerm`).
+        name: Problem name (cache folder prefix). Default: SBML model id + network names,
+            the same for every data set of one model, so train and test share one build.
+
+    Returns:
+        A `HybridProblem` (a `Problem`); its `hybrid` attribute is the `HybridModel`.
+
+    Raises:
+        InputError: unknown inputs/targets, unsupported layers, ids that clash.
+    """
+    doc = problem.petab_problem.sbml_document.clone()
+    model = doc.getModel()
+    pdf = problem.petab_problem.parameter_df.copy()
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names):
+        raise InputError(f"network names must be unique, got {names}")
+    existing = {e.getId() for e in doc.getListOfAllElements() if e.isSetId()}
+    rows: list[dict] = []
+    removed: list[str] = []
+    normalization: dict[str, list[tuple[float, float]]] = {}
+    issues = [Issue(f"{t.name}: input {i!r} is not an SBML id", entity=i)
+              for t in terms for i in t.inputs
+              if i != "time" and model.getElementBySId(i) is None]
+    clash = [e for e in existing for t in terms if e.startswith(f"{t.name}__")]
+    issues += [Issue(f"model id {e!r} clashes with generated network ids", entity=e)
+               for e in clash]
+    if issues:
+        raise InputError(issues, header="Cannot hybridize")
+    for t in terms:
+        norm = [t.input_scales.get(i) or _data_scale(problem, i) for i in t.inputs]
+        normalization[t.name] = [(float(c), float(s)) for c, s in norm]
+        in_syms = []
+        for k, iid in enumerate(t.inputs):
+            c_id, s_id, v_id = f"{t.name}__c{k}", f"{t.name}__s{k}", f"{t.name}__in{k}"
+            for pid in (c_id, s_id):
+                p = model.createParameter()
+                p.setId(pid)
+                p.setConstant(True)
+                p.setValue(0.0 if pid == c_id else 1.0)  # real values: PEtab table
+            rows += [_fixed_row(c_id, norm[k][0]), _fixed_row(s_id, norm[k][1])]
+            _add_rule(model, v_id, f"({iid} - {c_id}) / {s_id}")
+            in_syms.append(v_id)
+        values = module_weights(t.module, t.name, t.layers)
+        fan_in = {pid: t.layers[[lay.index for lay in t.layers].index(int(key.split(".")[0]))]
+                  .n_in for pid, key, _i in weight_ids(t.name, t.layers)}
+        for pid, _key, _idx in weight_ids(t.name, t.layers):
+            p = model.createParameter()
+            p.setId(pid)
+            p.setConstant(True)
+            p.setValue(0.0)  # the value lives in the parameter table, not in the SBML
+            v = values[pid]
+            if abs(v) > t.weight_bound:
+                raise InputError(f"{t.name}: initial weight {pid}={v} outside +-weight_bound")
+            bound = float(min(t.weight_bound, 1.0 / np.sqrt(fan_in[pid])))
+            rows.append({petab.PARAMETER_ID: pid, petab.PARAMETER_SCALE: petab.LIN,
+                         petab.LOWER_BOUND: -t.weight_bound, petab.UPPER_BOUND: t.weight_bound,
+                         petab.NOMINAL_VALUE: v, petab.ESTIMATE: 0 if t.frozen else 1,
+                         # multi-start points are drawn like torch's default Linear init
+                         petab.INITIALIZATION_PRIOR_TYPE: petab.UNIFORM,
+                         petab.INITIALIZATION_PRIOR_PARAMETERS: f"{-bound!r};{bound!r}"})
+        rules, outs = unroll(t.name, t.layers, in_syms, t.representation)
+        for var, formula in rules:
+            _add_rule(model, var, formula)
+        for j in range(len(t.targets)):
+            o_id, y_id = f"{t.name}__oscale{j}", f"{t.name}__y{j}"
+            p = model.createParameter()
+            p.setId(o_id)
+            p.setConstant(True)
+            p.setValue(1.0)
+            rows.append(_fixed_row(o_id, t.scales[j]))
+            body = OUTPUT_TRANSFORMS[t.transforms[j]].format(z=outs[j])
+            _add_rule(model, y_id, f"{o_id} * {body}")
+            _replace_target(model, t, j, y_id, removed)
+    cond = problem.petab_problem.condition_df
+    bad = [p for p in removed if cond is not None and p in cond.columns]
+    if bad:
+        raise InputError(f"parameters {bad} are set per condition and cannot be replaced")
+    pdf = pdf.drop(index=[p for p in removed if p in pdf.index])
+    used = _math_symbols(model)
+    obs = problem.petab_problem.observable_df
+    used |= {s for f in [*obs[petab.OBSERVABLE_FORMULA], *obs[petab.NOISE_FORMULA]]
+             for s in map(str, sympify_petab(f).free_symbols)}
+    if cond is not None:
+        used |= {str(v) for v in cond.to_numpy().ravel() if isinstance(v, str)}
+    meas = problem.petab_problem.measurement_df
+    for col in (petab.OBSERVABLE_PARAMETERS, petab.NOISE_PARAMETERS):
+        if col in meas:
+            used |= {p for v in meas[col].dropna() for p in str(v).split(";")}
+    dropped = [p for p in pdf.index if pdf.loc[p, petab.ESTIMATE] == 1 and p not in used]
+    pdf.loc[dropped, petab.ESTIMATE] = 0
+    new_rows = pd.DataFrame(rows).set_index(petab.PARAMETER_ID)
+    pdf = pd.concat([pdf, new_rows.reindex(columns=pdf.columns.union(new_rows.columns,
+                                                                     sort=False))])
+    if doc.checkInternalConsistency():
+        errors = [doc.getError(i) for i in range(doc.getNumErrors())]
+        fatal = [e.getMessage() for e in errors if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+        if fatal:
+            raise InputError([Issue(f"SBML after hybridization: {m.strip()}") for m in fatal])
+    pp = copy.copy(problem.petab_problem)
+    pp.model = SbmlModel(sbml_model=model, sbml_document=doc)  # never mutate the input's
+    pp.parameter_df = pdf
+    files = {k: v for k, v in problem.files.items() if k not in ("sbml", "parameter")}
+    issues = validate_problem(pp, files)
+    if issues:
+        raise InputError(issues, header="Hybridized problem is not a valid PEtab problem")
+    hm = HybridModel(terms, normalization, dropped)
+    base = model.getId() or problem.name
+    return HybridProblem(pp, name or f"{base}_{'_'.join(names)}", problem.source, files,
+                         problem.solver, hybrid=hm)
