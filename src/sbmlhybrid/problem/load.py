@@ -39,7 +39,9 @@ class SolverSettings:
     atol: float = 1e-16  # AMICI default; Fujita needs it to reproduce its reference
     max_steps: int = 10_000  # AMICI default; larger values slow adjoint runs (checkpoint memory)
     sensitivity_method: str = "auto"
-    steady_state_rtol: float | None = None
+    # AMICI's default (1e-6) stops pre-equilibration early when no sensitivities are computed,
+    # so fval-only and fval+gradient calls disagree (Isensee llh off by 8e-3).
+    steady_state_rtol: float | None = 1e-12
 
     def __post_init__(self) -> None:
         if self.sensitivity_method not in ("auto", "forward", "adjoint"):
