@@ -87,6 +87,17 @@ def test_tiny_llh_matches_analytic(tiny) -> None:
     assert np.abs(tiny.evaluate(x).grad).max() < 1e-3
 
 
+def test_solver_settings_reach_the_optimized_objective() -> None:
+    problem = load_problem(TINY)
+    problem.solver.rtol, problem.solver.max_steps = 1e-11, 4321
+    objective = create_objective(problem)
+    inner = objective.pypesto_problem.objective
+    inner = getattr(inner, "_objectives", [inner])[0]
+    assert inner is objective.amici_objective
+    assert inner.amici_solver.get_relative_tolerance() == 1e-11
+    assert inner.amici_solver.get_max_steps() == 4321
+
+
 def test_simulation_table_and_subsets(tiny) -> None:
     table = tiny.simulate(None, ["c1"])
     assert set(table["simulationConditionId"]) == {"c1"}

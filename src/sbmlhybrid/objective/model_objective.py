@@ -78,8 +78,14 @@ class ModelObjective:
             warnings.simplefilter("ignore")
             creator = importer.create_objective_creator()
             model = self.compiled.create_model()
-            self.amici_objective = creator.create_objective(model=model, verbose=False)
-            self.pypesto_problem = importer.create_problem(self.amici_objective)
+            # Steady-state guesses are stored by position in the evaluated ExpData list, which
+            # is wrong for condition subsets: off.
+            amici_objective = creator.create_objective(model=model, verbose=False,
+                                                       guess_steadystate=False)
+            self.pypesto_problem = importer.create_problem(amici_objective)
+        # pyPESTO's Problem deep-copies its objective (and wraps it with priors): use the copy
+        # it optimizes, so solver settings and subset calls act on what `fit` runs.
+        self.amici_objective = _find_amici_objective(self.pypesto_problem.objective)
         self.pypesto_problem.problem_name = problem.name  # type: ignore[attr-defined]
         sim_conditions = petab.get_simulation_conditions(problem.petab_problem.measurement_df)
         pre = sim_conditions.get(petab.PREEQUILIBRATION_CONDITION_ID,
@@ -173,12 +179,17 @@ class ModelObjective:
             kwargs = {"edatas": [obj.edatas[i] for i in idx],
                       "parameter_mapping": ParameterMapping([obj.parameter_mapping[i]
                                                              for i in idx])}
-        x_full = self.full_x(x_free)
+        x_full = self.full_x(x_free)  # validated, nominal if None
+        x = self.full_free(x_full)
+        # A plain objective belongs to the pyPESTO problem and maps free <-> full vectors
+        # itself; inside an aggregate (with priors) it works on full vectors.
+        plain = obj is self.pypesto_problem.objective
         orders = (0, 1) if gradient else (0,)
         # Only likelihood and its gradient unless return data are wanted: pyPESTO switches to
         # full reporting (residuals, sy, ...) whenever return_dict is set, which costs time.
         reporting = asd.RDataReporting.full if return_rdatas else asd.RDataReporting.likelihood
-        result = obj(x_full, sensi_orders=orders, return_dict=True, amici_reporting=reporting,
+        result = obj(x if plain else x_full, sensi_orders=orders, return_dict=True,
+                     amici_reporting=reporting,
                      **kwargs)
         rdatas = result.get("rdatas") or []
         fval = float(result["fval"])
@@ -187,10 +198,12 @@ class ModelObjective:
             if raise_on_failure:
                 raise SimulationError(
                     f"integration failed for condition(s) {failed or '?'} at parameters "
-                    f"{dict(zip(self.x_free_ids, np.round(self.full_free(x_full), 6)))}")
+                    f"{dict(zip(self.x_free_ids, np.round(x, 6)))}")
         grad = None
         if gradient:
-            grad = np.asarray(result["grad"], dtype=float)[self.pypesto_problem.x_free_indices]
+            grad = np.asarray(result["grad"], dtype=float)
+            if not plain:
+                grad = grad[self.pypesto_problem.x_free_indices]
         return Evaluation(fval, grad, rdatas if return_rdatas else None)
 
     def full_free(self, x_full: np.ndarray) -> np.ndarray:
@@ -246,6 +259,17 @@ class ModelObjective:
     def llh(self, x_free: Sequence[float] | None = None) -> float:
         """Log-likelihood (priors excluded) at `x_free` (default: nominal)."""
         return -self.evaluate(x_free, gradient=False).fval
+
+
+def _find_amici_objective(objective: pypesto.objective.ObjectiveBase
+                          ) -> pypesto.objective.AmiciObjective:
+    """The AmiciObjective inside a pyPESTO objective (plain, or aggregated with priors)."""
+    if isinstance(objective, pypesto.objective.AmiciObjective):
+        return objective
+    for inner in getattr(objective, "_objectives", []):
+        if isinstance(inner, pypesto.objective.AmiciObjective):
+            return inner
+    raise TypeError(f"no AmiciObjective in {type(objective).__name__}")
 
 
 def create_objective(problem: Problem, compiled: CompiledModel | None = None,
