@@ -1,8 +1,22 @@
 """Parameter estimation: multi-start fits through pyPESTO with checkpoint/resume.
 
 Entry point: `fit(objective, FitSettings(...), output=...)` -> `pypesto.Result`.
+Mini-batch optimizers over conditions (SGD, momentum, RMSProp, Adam, Adadelta):
+`MiniBatchOptimizer` (`sbmlhybrid.optimize.minibatch`), usable as `FitSettings.optimizer`.
 """
 
+from sbmlhybrid.optimize.minibatch import (
+    MiniBatchAdadelta,
+    MiniBatchAdam,
+    MiniBatchAdamClassic,
+    MiniBatchMomentum,
+    MiniBatchOptimizer,
+    MiniBatchOptions,
+    MiniBatchRMSProp,
+    MiniBatchSGD,
+    MiniBatchVanilla,
+    minibatch_optimizer,
+)
 from sbmlhybrid.optimize.multistart import (
     ENGINES,
     OPTIMIZERS,
@@ -14,4 +28,6 @@ from sbmlhybrid.optimize.multistart import (
 )
 
 __all__ = ["ENGINES", "OPTIMIZERS", "FitSettings", "fit", "make_optimizer", "start_points",
-           "summary_table"]
+           "summary_table", "MiniBatchOptimizer", "MiniBatchOptions", "MiniBatchSGD",
+           "MiniBatchVanilla", "MiniBatchMomentum", "MiniBatchRMSProp", "MiniBatchAdam",
+           "MiniBatchAdamClassic", "MiniBatchAdadelta", "minibatch_optimizer"]

@@ -1,0 +1,249 @@
+"""History-free evaluation of a pyPESTO AMICI problem on mini-batches of conditions, with rescue.
+
+Reused: pyPESTO's `AmiciObjective.call_unprocessed` (parameter mapping, AMICI simulation,
+likelihood and gradient assembly), which accepts a subset of `edatas` with the matching
+`parameter_mapping` (see `sbmlhybrid.objective.ModelObjective.evaluate`). Hand-written here:
+
+* The split of a problem's objective into the per-condition AMICI part and the global terms
+  (priors, anything else in an `AggregatedObjective`). A batch objective is the *mean* over the
+  batch with the global terms weighted by batch_size / n_conditions::
+
+      f_B(x) = (sum_{i in B} nllh_i(x) + |B| / n * prior(x)) / |B|
+
+  so that |B| * f_B summed over the batches of an epoch is exactly the full objective (and the
+  same for gradients).
+* Calls go to `call_unprocessed`, *not* through `problem.objective(...)`: they are never
+  recorded in the optimizer history (pyPESTO's `history_beats_optimizer` would otherwise report
+  a mini-batch value as the result).
+* Rescue of failed integrations (parPE's idea, stricter): conditions whose simulation failed are
+  re-simulated alone with relative and absolute tolerances relaxed x100 per retry (up to 6
+  retries; rtol is capped at 1e-2 and the retries end once it is); other conditions of the
+  batch are re-simulated unchanged.
+  A batch whose cost or gradient is still non-finite is reported as failed and the optimizer
+  undoes its step (see `sbmlhybrid.optimize.minibatch`).
+* Work counting: every simulated condition (batch, re-simulation, retry) adds one.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import amici.sim.sundials as asd
+import numpy as np
+import pypesto
+from amici.sim._parameter_mapping import ParameterMapping
+from pypesto.C import FVAL, GRAD, MODE_FUN, RDATAS
+from pypesto.objective import AggregatedObjective, AmiciObjective, ObjectiveBase
+
+from sbmlhybrid.errors import InputError
+
+RTOL_CAP = 1e-2
+
+
+@dataclass
+class RescueCounters:
+    """Counters of the integration rescue and of the work done.
+
+    Attributes:
+        n_simulations: Conditions simulated for batch objectives (incl. re-simulations).
+        n_failed_simulations: Condition simulations that failed.
+        n_relaxed_retries: Simulations with relaxed tolerances.
+        n_relaxed_rescued: Failed conditions that a relaxed retry rescued.
+        n_failed_batches: Batches still failing (or non-finite) after the retries.
+    """
+
+    n_simulations: int = 0
+    n_failed_simulations: int = 0
+    n_relaxed_retries: int = 0
+    n_relaxed_rescued: int = 0
+    n_failed_batches: int = 0
+
+
+def split_objective(objective: ObjectiveBase) -> tuple[AmiciObjective, list[ObjectiveBase]]:
+    """(the AMICI objective, the global terms) of a pyPESTO problem objective.
+
+    Raises:
+        InputError: if there is no (or more than one) `AmiciObjective`.
+    """
+    parts = list(objective._objectives) if isinstance(objective, AggregatedObjective) \
+        else [objective]
+    amici_parts = [p for p in parts if isinstance(p, AmiciObjective)]
+    if len(amici_parts) != 1:
+        raise InputError("mini-batch optimizers need a pyPESTO problem with exactly one "
+                         f"AmiciObjective (PEtab v1); got {[type(p).__name__ for p in parts]}")
+    return amici_parts[0], [p for p in parts if p is not amici_parts[0]]
+
+
+class BatchEvaluator:
+    """Batch objectives of a pyPESTO problem, history-free, with integration rescue.
+
+    Use as a context manager around an optimization: it switches off pyPESTO's steady-state
+    guesses (they are stored per batch position, which is wrong for subsets, and they make
+    values depend on the evaluation history) and sets the number of simulation threads;
+    both are restored on exit.
+
+    Args:
+        problem: pyPESTO problem (`x` arguments are its free parameters, PEtab scale).
+        relax_factor: Tolerance relaxation per retry of a failed condition.
+        max_relaxations: Retries of a failed condition.
+        n_threads: AMICI threads for the conditions of a batch (OpenMP).
+        quiet: Silence AMICI's per-failure log messages inside the context (failures are
+            counted in `counters`; the rescue expects and handles them).
+    """
+
+    def __init__(self, problem: pypesto.Problem, relax_factor: float = 100.0,
+                 max_relaxations: int = 6, n_threads: int = 1, quiet: bool = True):
+        self.problem = problem
+        self.amici_objective, self.global_terms = split_objective(problem.objective)
+        self.relax_factor = float(relax_factor)
+        self.max_relaxations = int(max_relaxations)
+        self.n_threads = int(n_threads)
+        self.counters = RescueCounters()
+        self._free = np.asarray(problem.x_free_indices, dtype=int)
+        self.quiet = quiet
+        self._saved: tuple | None = None
+
+    @property
+    def n_conditions(self) -> int:
+        """Number of experimental conditions (samples)."""
+        return len(self.amici_objective.edatas)
+
+    def __enter__(self) -> BatchEvaluator:
+        obj = self.amici_objective
+        logger = logging.getLogger("amici.sim.sundials")
+        self._saved = (obj.guess_steadystate, obj.n_threads, logger.level)
+        if self.quiet:
+            logger.setLevel(logging.CRITICAL)
+        if obj.guess_steadystate:
+            obj.guess_steadystate = False
+            for edata in obj.edatas:  # drop stale guesses written into the ExpData
+                edata.x0 = ()
+            obj.steadystate_guesses["fval"] = np.inf
+            obj.steadystate_guesses["data"] = {}
+        obj.n_threads = self.n_threads
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            obj = self.amici_objective
+            obj.guess_steadystate, obj.n_threads, level = self._saved
+            logging.getLogger("amici.sim.sundials").setLevel(level)
+            self._saved = None
+
+    # ---- raw calls ------------------------------------------------------------------------
+    def _call(self, x_full: np.ndarray, idx: Sequence[int], gradient: bool) -> dict:
+        obj = self.amici_objective
+        edatas = [obj.edatas[i] for i in idx]
+        mapping = ParameterMapping([obj.parameter_mapping[i] for i in idx])
+        with warnings.catch_warnings():  # a batch need not use every problem parameter
+            warnings.filterwarnings("ignore", "The following problem parameters were not used")
+            ret = obj.call_unprocessed(
+                x=x_full, sensi_orders=(0, 1) if gradient else (0,), mode=MODE_FUN,
+                return_dict=False, edatas=edatas, parameter_mapping=mapping,
+                amici_reporting=asd.RDataReporting.likelihood)
+        statuses = [int(r.status) for r in ret.get(RDATAS) or []]
+        self.counters.n_simulations += sum(s != asd.AMICI_NOT_RUN for s in statuses)
+        self.counters.n_failed_simulations += sum(
+            s not in (asd.AMICI_SUCCESS, asd.AMICI_NOT_RUN) for s in statuses)
+        ret["statuses"] = statuses
+        return ret
+
+    def _finite(self, ret: dict, gradient: bool) -> bool:
+        if not np.isfinite(ret[FVAL]):
+            return False
+        return not gradient or bool(np.all(np.isfinite(np.asarray(ret[GRAD])[self._free])))
+
+    def _relaxed_call(self, x_full: np.ndarray, i: int, gradient: bool) -> dict | None:
+        solver = self.amici_objective.amici_solver
+        rtol, atol = solver.get_relative_tolerance(), solver.get_absolute_tolerance()
+        try:
+            for k in range(1, self.max_relaxations + 1):
+                new_rtol = min(rtol * self.relax_factor ** k, max(RTOL_CAP, rtol))
+                if k > 1 and new_rtol == solver.get_relative_tolerance():
+                    break  # rtol capped: a further retry would only loosen atol
+                new_atol = atol * self.relax_factor ** k
+                solver.set_relative_tolerance(new_rtol)
+                solver.set_absolute_tolerance(new_atol)
+                self.counters.n_relaxed_retries += 1
+                ret = self._call(x_full, [i], gradient)
+                if self._finite(ret, gradient):
+                    self.counters.n_relaxed_rescued += 1
+                    return ret
+        finally:
+            solver.set_relative_tolerance(rtol)
+            solver.set_absolute_tolerance(atol)
+        return None
+
+    # ---- public evaluation ----------------------------------------------------------------
+    def nllh_sum(self, x_free: np.ndarray, idx: Sequence[int], gradient: bool = True
+                 ) -> tuple[float, np.ndarray | None]:
+        """Sum of the conditions' negative log-likelihoods (and gradient) with rescue.
+
+        Returns:
+            (fval, grad over the free parameters or None); fval is inf and grad NaN if the
+            batch could not be evaluated finitely.
+        """
+        x_full = self.problem.get_full_vector(np.asarray(x_free, dtype=float))
+        n_free = len(self._free)
+        fval, grad = 0.0, np.zeros(n_free)
+        pending, failed = list(idx), []
+        while pending:
+            ret = self._call(x_full, pending, gradient)
+            if self._finite(ret, gradient):
+                fval += float(ret[FVAL])
+                if gradient:
+                    grad += np.asarray(ret[GRAD])[self._free]
+                break
+            statuses = ret["statuses"]
+            bad = [i for i, s in zip(pending, statuses)
+                   if s not in (asd.AMICI_SUCCESS, asd.AMICI_NOT_RUN)]
+            if not bad:  # non-finite without a failed integration: nothing to relax
+                return self._failed(n_free)
+            failed += bad
+            pending = [i for i in pending if i not in bad]
+        for i in failed:
+            ret = self._relaxed_call(x_full, i, gradient)
+            if ret is None:
+                return self._failed(n_free)
+            fval += float(ret[FVAL])
+            if gradient:
+                grad += np.asarray(ret[GRAD])[self._free]
+        return fval, (grad if gradient else None)
+
+    def _failed(self, n_free: int) -> tuple[float, np.ndarray]:
+        self.counters.n_failed_batches += 1
+        return np.inf, np.full(n_free, np.nan)
+
+    def global_value(self, x_free: np.ndarray, gradient: bool = True
+                     ) -> tuple[float, np.ndarray | None]:
+        """Value (and free gradient) of the global terms (priors), 0 if there are none."""
+        fval, grad = 0.0, np.zeros(len(self._free))
+        if not self.global_terms:
+            return fval, (grad if gradient else None)
+        x_full = self.problem.get_full_vector(np.asarray(x_free, dtype=float))
+        for term in self.global_terms:
+            ret = term.call_unprocessed(x=x_full, sensi_orders=(0, 1) if gradient else (0,),
+                                        mode=MODE_FUN, return_dict=False)
+            fval += float(ret[FVAL])
+            if gradient:
+                grad += np.asarray(ret[GRAD])[self._free]
+        return fval, (grad if gradient else None)
+
+    def batch(self, x_free: np.ndarray, idx: Sequence[int], gradient: bool = True
+              ) -> tuple[float, np.ndarray | None]:
+        """Batch objective: mean over `idx` incl. the global terms weighted |B|/n (see above)."""
+        b = len(idx)
+        if b == 0:
+            raise InputError("empty mini-batch")
+        fval, grad = self.nllh_sum(x_free, idx, gradient)
+        if not np.isfinite(fval):
+            return fval, grad
+        gval, ggrad = self.global_value(x_free, gradient)
+        weight = b / self.n_conditions
+        fval = (fval + weight * gval) / b
+        if gradient:
+            grad = (grad + weight * ggrad) / b
+        return fval, grad
