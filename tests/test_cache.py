@@ -50,7 +50,8 @@ def test_failed_build_leaves_no_entry(tmp_path: Path, monkeypatch: pytest.Monkey
     assert list(tmp_path.glob("*/.tmp/*")) == []
 
 
-def test_concurrent_builds_compile_once_and_hits_are_fast(tmp_path: Path) -> None:
+def test_concurrent_builds_compile_once_and_hits_are_fast(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = (
         "import sys, json; from sbmlhybrid.problem import load_problem;"
         "from sbmlhybrid.build import compile_problem;"
@@ -67,11 +68,8 @@ def test_concurrent_builds_compile_once_and_hits_are_fast(tmp_path: Path) -> Non
     assert sorted(r[0] for r in results) == [False, True]  # one built, the other waited and hit
     assert results[0][1] == results[1][1] and results[0][2] == 3
     assert len(_entries(tmp_path)) == 1
-    os.environ["SBMLHYBRID_CACHE_DIR"] = str(tmp_path)
-    try:
-        start = time.perf_counter()
-        compiled = compile_problem(load_problem(TINY))
-        compiled.create_model()
-        assert compiled.hit and time.perf_counter() - start < 1.0
-    finally:
-        del os.environ["SBMLHYBRID_CACHE_DIR"]
+    monkeypatch.setenv("SBMLHYBRID_CACHE_DIR", str(tmp_path))
+    start = time.perf_counter()
+    compiled = compile_problem(load_problem(TINY))
+    compiled.create_model()
+    assert compiled.hit and time.perf_counter() - start < 1.0
