@@ -13,14 +13,17 @@ miscounts measurement tables that mix rows with and without pre-equilibration.
 Run: python tests/data/minibatch_blowup/make_problem.py
 """
 
+import sys
 from pathlib import Path
 
-import libsbml
 import numpy as np
 import pandas as pd
 from scipy.integrate import solve_ivp
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tiny"))
+from make_tiny import sbml_two_species  # noqa: E402
+
 TRUE = {"k1": 0.8, "k2": 0.3, "scale": 2.0, "g": 0.6}
 TIMES = [0.5, 1, 2, 3, 5, 8]
 CONDITIONS = {  # id: (A0, p, u)
@@ -32,34 +35,12 @@ EXPERIMENTS = ["c0", "c1", "c2", "c3", "c4", "cboom"]
 
 
 def sbml() -> str:
-    doc = libsbml.SBMLDocument(3, 2)
-    m = doc.createModel()
-    m.setId("minibatch_blowup")
-    c = m.createCompartment()
-    c.setId("cell"), c.setSize(1.0), c.setConstant(True)
-    for sid in ("A", "B"):
-        s = m.createSpecies()
-        s.setId(sid), s.setCompartment("cell"), s.setInitialConcentration(0.0)
-        s.setHasOnlySubstanceUnits(False), s.setBoundaryCondition(False), s.setConstant(False)
-    for pid, v in [("k1", 0.5), ("k2", 0.5), ("scale", 1.0), ("g", 0.1), ("A0", 1.0),
-                   ("kin", 0.0), ("auto_on", 0.0)]:
-        par = m.createParameter()
-        par.setId(pid), par.setValue(v), par.setConstant(True)
-    ia = m.createInitialAssignment()
-    ia.setSymbol("A"), ia.setMath(libsbml.parseL3Formula("A0"))
-    reactions = [("prod", None, "A", "kin"), ("conv", "A", "B", "k1 * A"),
-                 ("deg", "B", None, "k2 * B"), ("auto", None, "A", "auto_on * g * A^2")]
-    for rid, sub, prod, law in reactions:
-        r = m.createReaction()
-        r.setId(rid), r.setReversible(False)
-        if sub:
-            sr = r.createReactant()
-            sr.setSpecies(sub), sr.setStoichiometry(1), sr.setConstant(True)
-        if prod:
-            pr = r.createProduct()
-            pr.setSpecies(prod), pr.setStoichiometry(1), pr.setConstant(True)
-        r.createKineticLaw().setMath(libsbml.parseL3Formula(law))
-    return libsbml.writeSBMLToString(doc)
+    return sbml_two_species(
+        "minibatch_blowup",
+        [("k1", 0.5), ("k2", 0.5), ("scale", 1.0), ("g", 0.1), ("A0", 1.0), ("kin", 0.0),
+         ("auto_on", 0.0)],
+        [("prod", None, "A", "kin"), ("conv", "A", "B", "k1 * A"),
+         ("deg", "B", None, "k2 * B"), ("auto", None, "A", "auto_on * g * A^2")])
 
 
 def rhs(t: float, y: np.ndarray, p: float, u: float) -> list[float]:

@@ -15,31 +15,46 @@ TRUE = {"k1": 0.8, "k2": 0.3, "scale": 2.0}
 TIMES = [0.5, 1, 2, 3, 5, 8]
 
 
-def sbml() -> str:
+def sbml_two_species(model_id: str, parameters: list[tuple[str, float]],
+                     reactions: list[tuple[str, str | None, str | None, str]]) -> str:
+    """SBML of species A, B in one compartment, A(0) = A0, mass-action-style reactions.
+
+    Args:
+        model_id: SBML model id.
+        parameters: (id, value) of constant parameters (must include A0).
+        reactions: (id, reactant or None, product or None, rate law).
+    """
     doc = libsbml.SBMLDocument(3, 2)
     m = doc.createModel()
-    m.setId("tiny")
+    m.setId(model_id)
     c = m.createCompartment()
     c.setId("cell"), c.setSize(1.0), c.setConstant(True)
     for sid in ("A", "B"):
         s = m.createSpecies()
         s.setId(sid), s.setCompartment("cell"), s.setInitialConcentration(0.0)
         s.setHasOnlySubstanceUnits(False), s.setBoundaryCondition(False), s.setConstant(False)
-    for pid, v in [("k1", 0.5), ("k2", 0.5), ("scale", 1.0), ("A0", 1.0)]:
+    for pid, v in parameters:
         p = m.createParameter()
         p.setId(pid), p.setValue(v), p.setConstant(True)
     ia = m.createInitialAssignment()
     ia.setSymbol("A"), ia.setMath(libsbml.parseL3Formula("A0"))
-    for rid, sub, prod, law in [("conv", "A", "B", "k1 * A"), ("deg", "B", None, "k2 * B")]:
+    for rid, sub, prod, law in reactions:
         r = m.createReaction()
         r.setId(rid), r.setReversible(False)
-        sr = r.createReactant()
-        sr.setSpecies(sub), sr.setStoichiometry(1), sr.setConstant(True)
+        if sub:
+            sr = r.createReactant()
+            sr.setSpecies(sub), sr.setStoichiometry(1), sr.setConstant(True)
         if prod:
             pr = r.createProduct()
             pr.setSpecies(prod), pr.setStoichiometry(1), pr.setConstant(True)
         r.createKineticLaw().setMath(libsbml.parseL3Formula(law))
     return libsbml.writeSBMLToString(doc)
+
+
+def sbml() -> str:
+    return sbml_two_species(
+        "tiny", [("k1", 0.5), ("k2", 0.5), ("scale", 1.0), ("A0", 1.0)],
+        [("conv", "A", "B", "k1 * A"), ("deg", "B", None, "k2 * B")])
 
 
 def exact(a0: float, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
