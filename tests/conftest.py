@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 
 matplotlib.use("Agg")
@@ -26,6 +27,17 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data {path} is absent (../shared not checked out beside repo)")
     return path
+
+
+def fd_gradient(objective, x: np.ndarray, eps: float) -> np.ndarray:
+    """Central finite differences of `objective.evaluate(x).fval`, shape (n_free,)."""
+    grad = np.empty_like(x)
+    for i in range(len(x)):
+        step = np.zeros_like(x)
+        step[i] = eps
+        grad[i] = (objective.evaluate(x + step, gradient=False).fval
+                   - objective.evaluate(x - step, gradient=False).fval) / (2 * eps)
+    return grad
 
 
 @pytest.fixture(scope="session")

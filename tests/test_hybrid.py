@@ -32,6 +32,7 @@ from sbmlhybrid.hybrid import (
     parameter_values,
 )
 from sbmlhybrid.problem import SolverSettings, load_problem
+from tests.conftest import fd_gradient
 
 torch.set_num_threads(1)
 VMAX, KM = 1.0, 0.5
@@ -191,13 +192,7 @@ def test_gradient_matches_finite_differences(toy_hybrid):
     rng = np.random.default_rng(1)
     x = obj.x_nominal_free + rng.normal(0, 0.3, len(obj.x_free_ids))
     grad = obj.evaluate(x).grad
-    eps = 1e-5
-    fd = np.empty_like(x)
-    for i in range(len(x)):
-        e = np.zeros_like(x)
-        e[i] = eps
-        fd[i] = (obj.evaluate(x + e, gradient=False).fval
-                 - obj.evaluate(x - e, gradient=False).fval) / (2 * eps)
+    fd = fd_gradient(obj, x, 1e-5)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6 * np.abs(grad).max())
 
 

@@ -9,7 +9,7 @@ import pytest
 from sbmlhybrid.errors import InputError, SimulationError
 from sbmlhybrid.objective import create_objective
 from sbmlhybrid.problem import load_problem
-from tests.conftest import PROBLEMS, REPO, shared_path
+from tests.conftest import PROBLEMS, REPO, fd_gradient, shared_path
 
 TINY = REPO / "tests" / "data" / "tiny" / "problem.yaml"
 
@@ -17,16 +17,6 @@ TINY = REPO / "tests" / "data" / "tiny" / "problem.yaml"
 def _reference(name: str) -> float:
     table = pd.read_csv(shared_path("benchmark_models", "reference_values.tsv"), sep="\t")
     return float(table.set_index("problem").loc[name, "llh_at_nominal"])
-
-
-def _fd_gradient(objective, x: np.ndarray, eps: float) -> np.ndarray:
-    grad = np.empty_like(x)
-    for i in range(len(x)):
-        step = np.zeros_like(x)
-        step[i] = eps
-        grad[i] = (objective.evaluate(x + step, gradient=False).fval
-                   - objective.evaluate(x - step, gradient=False).fval) / (2 * eps)
-    return grad
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +41,7 @@ def test_boehm_gradient_matches_finite_differences(method: str) -> None:
     # away from the optimum (the nominal point), so that gradients are well above FD noise
     x = objective.x_nominal_free + np.random.default_rng(1).normal(scale=0.1, size=9)
     grad = objective.evaluate(x).grad
-    fd = _fd_gradient(objective, x, 1e-5)
+    fd = fd_gradient(objective, x, 1e-5)
     np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-6 * np.abs(fd).max())
 
 
@@ -63,7 +53,7 @@ def test_cho_gradient_matches_finite_differences(method: str) -> None:
     rng = np.random.default_rng(3)
     x = objective.x_nominal_free + rng.normal(scale=0.05, size=len(objective.x_free_ids))
     grad = objective.evaluate(x).grad
-    fd = _fd_gradient(objective, x, 1e-5)
+    fd = fd_gradient(objective, x, 1e-5)
     np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-6 * np.abs(fd).max())
 
 
