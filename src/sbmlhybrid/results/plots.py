@@ -39,25 +39,22 @@ def plot_trajectories(objective: ModelObjective, x_free: np.ndarray | None,
     ncol = min(4, len(obs_ids))
     nrow = int(np.ceil(len(obs_ids) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.8 * nrow), squeeze=False)
-    ev = objective.evaluate(x_free, idx, gradient=False, return_rdatas=True,
-                            raise_on_failure=False)
-    model = objective.amici_objective.amici_model
-    model_obs = list(model.get_observable_ids())
-    dense = objective.dense_simulation(x_free, idx, n_time) if n_time else None
+    model_obs = list(objective.amici_objective.amici_model.get_observable_ids())
+    if n_time:
+        curves = objective.dense_simulation(x_free, idx, n_time)
+    else:  # simulated at the measurement times only
+        ev = objective.evaluate(x_free, idx, gradient=False, return_rdatas=True,
+                                raise_on_failure=False)
+        curves = [(np.asarray(r.ts), np.asarray(r.y)) for r in ev.rdatas or []]
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
-    for k, (i, rdata) in enumerate(zip(idx, ev.rdatas or [])):
+    for k, (i, (t, y)) in enumerate(zip(idx, curves)):
         _pre, sim_id = objective.conditions[i]
         color = colors[k % 10]
         data = mdf[mdf[petab.SIMULATION_CONDITION_ID] == sim_id]
         for j, oid in enumerate(obs_ids):
             ax = axes[j // ncol][j % ncol]
             o = model_obs.index(oid)
-            if dense is not None:
-                t, y = dense[k]
-                ax.plot(t, y[:, o], color=color, lw=1.3, label=sim_id if j == 0 else None)
-            else:
-                ax.plot(rdata.ts, rdata.y[:, o], color=color, lw=1.3,
-                        label=sim_id if j == 0 else None)
+            ax.plot(t, y[:, o], color=color, lw=1.3, label=sim_id if j == 0 else None)
             d = data[data[petab.OBSERVABLE_ID] == oid]
             ax.plot(d[petab.TIME], d[petab.MEASUREMENT], "o", ms=3, color=color, alpha=0.8)
             ax.set_title(oid, fontsize=9)
