@@ -71,11 +71,6 @@ def sbml_read_issues(path: Path | None, text: str | None = None) -> list[Issue]:
     return issues
 
 
-def _row(df: pd.DataFrame, index: object) -> int:
-    """File line of a table row: header is line 1, first data row line 2."""
-    return int(df.index.get_loc(index)) + 2
-
-
 def _numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series, errors="coerce")
 
