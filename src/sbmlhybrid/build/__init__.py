@@ -7,11 +7,12 @@ from sbmlhybrid.build.cache import (
     DEFAULT_CODEGEN,
     BuildError,
     CompiledModel,
+    build_slot,
     cache_key,
     cache_root,
     clear_cache,
     compile_problem,
 )
 
-__all__ = ["DEFAULT_CODEGEN", "BuildError", "CompiledModel", "cache_key", "cache_root",
-           "clear_cache", "compile_problem"]
+__all__ = ["DEFAULT_CODEGEN", "BuildError", "CompiledModel", "build_slot", "cache_key",
+           "cache_root", "clear_cache", "compile_problem"]

@@ -130,6 +130,18 @@ def _swig_env() -> None:
             os.environ["SWIG"] = str(candidate)
 
 
+def build_slot(timeout: float = 3600.0) -> FileLock:
+    """A machine-wide lock held while AMICI generates and compiles code.
+
+    A compile saturates the cores it gets (the C++ build runs in parallel), so two at once on a
+    small machine take longer than two in a row and can exhaust memory; builds of different
+    models therefore queue behind one lock in the cache folder.
+    """
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(root / ".compile.lock"), timeout=timeout)
+
+
 def _is_complete(path: Path) -> bool:
     return (path / _READY).is_file()
 
@@ -168,10 +180,11 @@ def compile_problem(problem: Problem, codegen: dict[str, Any] | None = None,
         _swig_env()
         logger.info("compiling %s (cache miss) into %s", problem.name, final)
         try:
-            import_petab_problem(
-                problem.petab_problem, output_dir=str(tmp), model_name=module, compile_=True,
-                verbose=logging.INFO if verbose else logging.ERROR, **options,
-            )
+            with build_slot(lock_timeout):
+                import_petab_problem(
+                    problem.petab_problem, output_dir=str(tmp), model_name=module, compile_=True,
+                    verbose=logging.INFO if verbose else logging.ERROR, **options,
+                )
             info = {"problem": problem.name, "key": key, "amici": amici.__version__,
                     "codegen": {k: _option_text(v) for k, v in options.items()},
                     "build_seconds": time.perf_counter() - start}
