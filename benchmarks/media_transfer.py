@@ -8,7 +8,8 @@ n_target in {10, 20, 50, 100, 200}, seeded repeats, splits by formulation:
    distinct formulations are split into a test set (>= 36 rows) and a training
    pool (n = 200 is capped at the pool size, recorded as ``n_effective``);
    outcomes on the raw yield scale.
-2. synthetic CHO (``SyntheticMediumBenchmark``, fallback ODE): 1,200 source rows,
+2. synthetic CHO (``SyntheticMediumBenchmark``: 24 components acting on the kinetics of
+   the compiled AMICI CHO fed-batch model, 14-day fed batch): 1,200 source rows,
    per repeat a fresh 200-row target pool, a fixed 1,000-row test set per rho in
    {0.2, 0.5, 0.9}; every method models log(titer), metrics on g/L.
 
@@ -20,8 +21,13 @@ target with a task indicator, GBM). Usage:
     # or as single-threaded shards (e.g. on a shared machine), then merged:
     python benchmarks/media_transfer.py --studies real --out real.json   # etc.
     python benchmarks/media_transfer.py --merge real.json ... --out results/media_transfer.json
-Every shard runs one torch/BLAS thread; ``cpu_seconds_total`` sums the shards' CPU
-time, i.e. the run time on one core.
+    # a study whose inputs did not change can be taken over from an earlier merged result
+    # (recorded under "reused_studies"; its CPU time is not in cpu_seconds_total):
+    python benchmarks/media_transfer.py --merge syn*.json --reuse git:REV:benchmarks/results/\
+        media_transfer.json:real --note "why" --out ...
+``--source-check`` adds the pretrained synthetic model's error on fresh source-line
+formulations (``synthetic_source_line_check``). Every shard runs one torch/BLAS thread;
+``cpu_seconds_total`` sums the shards' CPU time, i.e. the run time on one core.
 """
 
 from __future__ import annotations
@@ -231,6 +237,17 @@ def candidate_speed(model: TransferMLPRegressor, space: pd.DataFrame, top: np.nd
             "finite": bool(np.isfinite(mean).all() and np.isfinite(std).all())}
 
 
+def source_check(model: TransferMLPRegressor, bench: SyntheticMediumBenchmark,
+                 n: int = 1000) -> dict:
+    """Pretrained model vs fresh source-line formulations: its own error floor (titer)."""
+    x, y = bench.sample(n, bench.source_line, np.random.default_rng((4, 0)))
+    clean = bench.outcomes(x.to_numpy(), bench.source_line)[:, 0]  # noise-free
+    pred = np.exp(model.predict(x))
+    return {"n": n, "mape_vs_measured": float(100 * np.mean(np.abs(pred - y[:, 0]) / y[:, 0])),
+            "mape_vs_noise_free": float(100 * np.mean(np.abs(pred - clean) / clean)),
+            "noise_floor_mape": float(100 * np.mean(np.abs(y[:, 0] - clean) / y[:, 0]))}
+
+
 def write_json(obj: dict, path: Path) -> None:
     """Atomic JSON write."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,14 +268,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated subset (a shard); the shard JSON is merged later")
     ap.add_argument("--merge", type=Path, nargs="+",
                     help="merge shard JSONs (CPU seconds are summed) into --out")
+    ap.add_argument("--reuse", action="append", default=[],
+                    metavar="[git:REV:]OLD.json:STUDY[,STUDY]",
+                    help="with --merge: take these studies from an earlier merged result")
+    ap.add_argument("--note", default="", help="with --reuse: why the reuse is valid")
     ap.add_argument("--speed-only", action="store_true",
                     help="only re-measure candidates_per_s and update the JSON")
+    ap.add_argument("--source-check", action="store_true",
+                    help="only measure the pretrained synthetic model on fresh source-line "
+                    "formulations (its own error floor) and update the JSON")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--cache", type=Path, help="folder to share the pretrained synthetic model "
                     "between shards (pretraining is deterministic)")
     args = ap.parse_args(argv)
     if args.merge:
-        write_json(merge([json.loads(p.read_text()) for p in args.merge]), args.out)
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        parts += [reused_shard(spec, args.note) for spec in args.reuse]
+        write_json(merge(parts), args.out)
         return 0
     torch.set_num_threads(1)
     threadpool_limits(1)
@@ -276,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = SyntheticMediumBenchmark(seed=0)
     xs_syn, ys_syn = bench.sample(1200, bench.source_line, np.random.default_rng(0))
     top_syn = xs_syn.to_numpy()[np.argsort(-ys_syn[:, 0])[:120]]  # best 10 % of the source
-    need_syn = args.speed_only or any(w.startswith("synthetic") for w in wanted)
+    need_syn = args.speed_only or args.source_check or any(
+        w.startswith("synthetic") for w in wanted)
     src_syn = None
     if need_syn:
         cache = args.cache / f"src_syn_{int(args.quick)}.pkl" if args.cache else None
@@ -288,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             if cache is not None:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_bytes(pickle.dumps(src_syn))
+    if args.source_check:
+        result = json.loads(args.out.read_text())
+        result["synthetic_source_line_check"] = source_check(src_syn, bench)
+        write_json(result, args.out)
+        print(json.dumps(result["synthetic_source_line_check"], indent=1))
+        return 0
     if args.speed_only:
         result = json.loads(args.out.read_text())
         speed = candidate_speed(src_syn, bench.search_space(), top_syn)
@@ -332,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "repeats": repeats, "quick": bool(args.quick), "n_targets": list(ns),
         "transfer_settings": TRANSFER_KW, "pretrain_settings": PRETRAIN_KW,
+        "synthetic_simulator": "AmiciCHOSimulator: compiled AMICI model of "
+        "petab_problems/cho_fedbatch, condition fed_standard, 14 days",
         "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version()},
         "studies": studies,
@@ -349,9 +384,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def reused_shard(spec: str, note: str) -> dict:
+    """A pseudo-shard with studies taken over from an earlier merged result ("PATH:a,b")."""
+    path, _, names = spec.rpartition(":")
+    if path.startswith("git:"):  # git:REV:PATH, read from the repository's history
+        import subprocess
+
+        old = json.loads(subprocess.run(["git", "-C", str(REPO), "show", path[4:]],
+                                        check=True, capture_output=True, text=True).stdout)
+    else:
+        old = json.loads(Path(path).read_text())
+    if old.get("transfer_settings") != json.loads(json.dumps(TRANSFER_KW)) or \
+            old.get("pretrain_settings") != PRETRAIN_KW:
+        raise SystemExit(f"--reuse {path}: its transfer/pretrain settings differ from this "
+                         "script's; rerun the study instead")
+    studies = {k: old["studies"][k] for k in names.split(",")}
+    return {"repeats": old["repeats"], "studies": studies, "cpu_seconds_total": 0.0,
+            "seconds_wall_shards": [], "reused": {k: {"from": path, "note": note,
+                                                      "repeats": old["repeats"],
+                                                      "transfer_settings":
+                                                      old.get("transfer_settings")}
+                                                  for k in studies}}
+
+
 def merge(parts: list[dict]) -> dict:
     """Combine shard results: union of studies, summed CPU seconds, headline fields."""
-    out = {k: v for k, v in parts[0].items() if k not in ("studies",)}
+    out = {k: v for k, v in parts[0].items() if k not in ("studies", "reused")}
     out["studies"] = {}
     out["cpu_seconds_total"] = 0.0
     out["seconds_wall_shards"] = []
@@ -359,9 +417,12 @@ def merge(parts: list[dict]) -> dict:
         out["studies"].update(p["studies"])
         out["cpu_seconds_total"] += p["cpu_seconds_total"]
         out["seconds_wall_shards"] += p["seconds_wall_shards"]
+        out.setdefault("reused_studies", {}).update(p.get("reused", {}))
         for key in ("candidates_per_s", "candidate_scoring"):
             if key in p:
                 out[key] = p[key]
+        if "candidate_scoring" in p:
+            out["candidates_per_cpu_s"] = p["candidate_scoring"]["candidates_per_cpu_s"]
         if p["repeats"] != parts[0]["repeats"]:
             raise SystemExit("shards ran different repeat counts")
     missing = [s for s in ALL_STUDIES if s not in out["studies"]]

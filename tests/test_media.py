@@ -11,6 +11,7 @@ from sklearn.model_selection import KFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
 from sbmlhybrid.cli.main import main
+from sbmlhybrid.errors import SimulationError
 from sbmlhybrid.media import (
     Campaign,
     SearchSpace,
@@ -19,7 +20,13 @@ from sbmlhybrid.media import (
     generate_candidates,
 )
 from sbmlhybrid.media.candidates import feasible, latin_hypercube, level_permutations
-from sbmlhybrid.media.synthetic import SyntheticMediumBenchmark, simulate_cho_batch
+from sbmlhybrid.media.cho_simulator import (
+    CHO_PARAMETERS,
+    CHO_PROBLEM,
+    MEDIUM_INITIAL,
+    AmiciCHOSimulator,
+)
+from sbmlhybrid.media.synthetic import SyntheticMediumBenchmark
 
 torch.set_num_threads(1)
 SMALL = dict(n_layers=4, width=16, n_members=3, max_epochs=60, patience=10)
@@ -78,6 +85,19 @@ def test_strategies_freeze_exactly_the_intended_layers(source_model, strategy, f
     for i in range(4):
         same = np.array_equal(before[i], after[i])
         assert same == (i in frozen), f"{strategy}: layer {i} unchanged={same}"
+
+
+def test_lpft_unfreeze_candidates_chosen_by_target_cv(source_model):
+    x, y = _data(40, 2, scale=1.3, shift=0.2)
+    est = TransferMLPRegressor(source=source_model, strategy="lp-ft", lpft_unfreeze=(0, 2),
+                               guard=True, **SMALL).fit(x, y)
+    scores = est.lpft_cv_rmse_
+    assert set(scores) == {0, 2} and est.lpft_unfreeze_ == min(scores, key=scores.get)
+    assert est.guard_cv_rmse_["transfer"] == scores[est.lpft_unfreeze_]  # CV reused
+    before, after = _source_layers(source_model.source_snapshot_), _layers(est)
+    frozen = 3 - est.lpft_unfreeze_  # hidden layers 0..2, head 3
+    assert [np.array_equal(before[i], after[i]) for i in range(3)] == [
+        i < frozen for i in range(3)]
 
 
 def test_new_component_gets_zero_initialised_trainable_rows(source_model):
@@ -164,17 +184,112 @@ def test_campaign_saves_and_loads_identically(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temp file
 
 
-def test_synthetic_generator_and_fallback_ode():
-    bench = SyntheticMediumBenchmark(n_components=20, seed=0)
-    rng = np.random.default_rng(0)
-    x, y = bench.sample(50, bench.source_line, rng)
-    assert x.shape == (50, 20) and y.shape == (50, 4) and np.all(y[:, 0] > 0)
+@pytest.fixture(scope="module")
+def cho_sim() -> AmiciCHOSimulator:
+    return AmiciCHOSimulator()  # compiled CHO fed-batch model (from the cache)
+
+
+@pytest.fixture(scope="module")
+def bench(cho_sim) -> SyntheticMediumBenchmark:
+    return SyntheticMediumBenchmark(n_components=20, seed=0, simulate_outcomes=cho_sim)
+
+
+def test_synthetic_generator_through_amici_cho_model(bench):
+    assert len(bench.components) >= 20 and bench.simulate_outcomes.__class__ is AmiciCHOSimulator
+    assert isinstance(SyntheticMediumBenchmark(seed=0).simulate_outcomes, AmiciCHOSimulator)
+    x, y = bench.sample(50, bench.source_line, np.random.default_rng(0))
+    assert x.shape == (50, 20) and y.shape == (50, 4) and np.isfinite(y).all()
+    titer, peak, viability, ivcd = y.T
+    assert np.all(titer > 0) and np.all(peak > 0.3) and np.all(ivcd > 0)
+    assert np.all((viability > 0) & (viability < 1.1))  # noisy (5 % log-normal)
     far = bench.cell_line(0.2).need
     near = bench.cell_line(0.9).need
     src = bench.source_line.need
     assert np.abs(near - src).sum() < np.abs(far - src).sum()
-    out = simulate_cho_batch(np.ones((2, 13)))
-    assert out.shape == (2, 4) and np.allclose(out[0], out[1])
+
+
+def test_medium_maps_onto_cho_kinetics(bench):
+    line = bench.source_line
+    mid = (bench.lower + bench.upper) / 2
+    m = bench.multipliers(mid[None], line)
+    assert m.shape == (1, len(CHO_PARAMETERS))
+    i_glc, i_gln = CHO_PARAMETERS.index("Glc0"), CHO_PARAMETERS.index("Gln0")
+    assert m[0, i_glc] == pytest.approx(mid[0] / MEDIUM_INITIAL["Glc0"])
+    assert m[0, i_gln] == pytest.approx(mid[1] / MEDIUM_INITIAL["Gln0"])
+    # toxic excess: the most toxic component at its maximum slows growth, raises death
+    j = int(np.argmax(line.toxic))
+    hi = mid.copy()
+    hi[j] = bench.upper[j]
+    at_onset = mid.copy()
+    at_onset[j] = bench.lower[j] + line.tox_onset[j] * (bench.upper[j] - bench.lower[j])
+    # remove the (monotone) saturating need of j so only the toxic term differs
+    plain = SyntheticMediumBenchmark(n_components=20, seed=0, simulate_outcomes=lambda m: m)
+    plain.source_line.need[j] = 0.0
+    plain.source_line.pairs[:] = [0, 1]  # pairs (Glc, Gln) are not in the interaction term
+    plain.osm_coef[:] = 0.0
+    m_hi, m_on = plain.multipliers(np.stack([hi, at_onset]), plain.source_line)
+    mu, kd0 = CHO_PARAMETERS.index("mu_max"), CHO_PARAMETERS.index("kd0")
+    assert m_hi[mu] < m_on[mu] and m_hi[kd0] > m_on[kd0]
+    # osmolality penalty alone (needs, toxicity, interactions off): growth exp(-0.3 dev^2),
+    # hyperosmotic death exp(+0.3 dev^2), productivity exp(0.15 dev), dev = (osm - opt)/100
+    osm_only = SyntheticMediumBenchmark(n_components=20, seed=0, simulate_outcomes=lambda m: m)
+    for arr in ("need", "toxic", "pair_effect"):
+        getattr(osm_only.source_line, arr)[:] = 0.0
+    x = np.stack([mid, mid])
+    x[1, bench.components.index("NaCl")] = bench.upper[bench.components.index("NaCl")]
+    dev = (osm_only.osmolality(x) - osm_only.source_line.osm_opt) / 100.0
+    m = osm_only.multipliers(x, osm_only.source_line)
+    beta = CHO_PARAMETERS.index("beta_mab")
+    np.testing.assert_allclose(np.log(m[:, mu]), -0.3 * dev**2)
+    np.testing.assert_allclose(np.log(m[:, kd0]), 0.3 * np.maximum(dev, 0) ** 2)
+    np.testing.assert_allclose(np.log(m[:, beta]), 0.15 * np.clip(dev, -1, 2))
+    assert dev[1] > dev[0]  # more NaCl, more osmolality
+
+
+def test_rho_one_reproduces_the_source_line(bench):
+    x, _ = bench.sample(40, bench.source_line, np.random.default_rng(3))
+    x = x.to_numpy()
+    same = bench.cell_line(1.0, seed=5)
+    np.testing.assert_allclose(bench.multipliers(x, same),
+                               bench.multipliers(x, bench.source_line), rtol=1e-12)
+    # multipliers equal to rounding; outcomes then to the solver's rtol (1e-8) amplified
+    np.testing.assert_allclose(bench.outcomes(x, same), bench.outcomes(x, bench.source_line),
+                               rtol=1e-6)
+
+
+def test_amici_simulator_nominal_equals_cho_problem_simulation(cho_sim):
+    """Multipliers 1 = the bundled problem's fed_standard condition at nominal parameters."""
+    from sbmlhybrid.objective import create_objective
+    from sbmlhybrid.problem import load_problem
+
+    out = cho_sim(np.ones((2, len(CHO_PARAMETERS))))
+    np.testing.assert_array_equal(out[0], out[1])
+    objective = create_objective(load_problem(CHO_PROBLEM))
+    table = objective.simulate(conditions=["fed_standard"])  # independent PEtab path
+    end = table[table["time"] == 14.0].set_index("observableId")["simulation"]
+    xv_end, xd_end = end["obs_Xv"], end["obs_Xd"]
+    assert out[0, 0] == pytest.approx(end["obs_mAb"] / 1000.0, rel=1e-6)
+    assert out[0, 2] == pytest.approx(xv_end / (xv_end + xd_end), rel=1e-6)
+    # stored truth of the problem (make_problem.py, rtol 1e-10)
+    truth = pd.read_csv(CHO_PROBLEM.parent / "true_trajectories_train.tsv", sep="\t")
+    truth = truth[(truth.simulationConditionId == "fed_standard") & (truth.time == 14.0)]
+    mab = float(truth.loc[truth.observableId == "obs_mAb", "simulation"].iloc[0])
+    assert out[0, 0] == pytest.approx(mab / 1000.0, rel=1e-5)
+    (t, y), = objective.dense_simulation(None, ["fed_standard"], n_time=cho_sim.n_time)
+    np.testing.assert_allclose(t, cho_sim.times)
+    xv = y[:, objective.amici_objective.amici_model.get_observable_ids().index("obs_Xv")]
+    assert out[0, 1] == pytest.approx(xv.max(), rel=1e-6)
+    assert out[0, 3] == pytest.approx(np.trapezoid(xv, t), rel=1e-6)
+
+
+def test_amici_simulator_flags_failed_integrations():
+    m = np.ones((3, len(CHO_PARAMETERS)))
+    with pytest.raises(SimulationError, match="3 of 3"):
+        AmiciCHOSimulator(max_steps=5)(m)
+    sim = AmiciCHOSimulator(max_steps=5, on_failure="nan")
+    assert np.isnan(sim(m)).all() and sim.last_failed_.tolist() == [0, 1, 2]
+    with pytest.raises(Exception, match="positive"):
+        sim(-m)
 
 
 # ------------------------------------------------------------------------ CLI

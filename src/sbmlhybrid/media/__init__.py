@@ -5,7 +5,8 @@ Modules (hand-written unless noted; reused libraries named in each module):
     nets        vectorised ensemble MLP and masked early-stopped training (torch)
     candidates  search space, candidate generation, constraints, acquisition, batch selection
     campaign    ask/tell campaign with atomic on-disk state
-    synthetic   synthetic CHO medium benchmark (fallback numpy ODE or a compiled model)
+    synthetic   synthetic CHO medium benchmark (components -> CHO kinetics -> outcomes)
+    cho_simulator  outcomes of formulations through the compiled AMICI CHO fed-batch model
     datasets    the real CFPS transfer pair and its explicit column-name mapping
     tables      CSV/Excel reading and validation
     metrics     RMSE, MAPE, Spearman, top-10 % recall, interval coverage
@@ -21,11 +22,12 @@ from sbmlhybrid.media.candidates import (
     score_candidates,
     select_batch,
 )
+from sbmlhybrid.media.cho_simulator import AmiciCHOSimulator
 from sbmlhybrid.media.estimator import STRATEGIES, SourceSnapshot, TransferMLPRegressor
-from sbmlhybrid.media.synthetic import SyntheticMediumBenchmark, simulate_cho_batch
+from sbmlhybrid.media.synthetic import SyntheticMediumBenchmark
 
 __all__ = [
     "STRATEGIES", "Campaign", "LinearConstraint", "SearchSpace", "SourceSnapshot",
     "SyntheticMediumBenchmark", "TransferMLPRegressor", "acquisition", "constraints_from_table",
-    "generate_candidates", "propose", "score_candidates", "select_batch", "simulate_cho_batch",
+    "generate_candidates", "propose", "score_candidates", "select_batch", "AmiciCHOSimulator",
 ]

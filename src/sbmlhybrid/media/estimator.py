@@ -148,7 +148,8 @@ class TransferMLPRegressor(RegressorMixin, BaseEstimator):
             {1e-4, 3e-4, 1e-3} on both benchmark studies (n = 20, 50).
         lp_solver: "ridge" (closed form) or "adam".
         head_alpha: Ridge penalty of the linear probe (standardised units).
-        lpft_unfreeze: Hidden layers next to the head unfrozen in LP-FT stage 2.
+        lpft_unfreeze: Hidden layers next to the head unfrozen in LP-FT stage 2; a tuple
+            of candidates is chosen by K-fold CV on the target rows (``lpft_unfreeze_``).
         surgical_depths: Candidate numbers of frozen input-side layers (None: 0, L/3, 2L/3, L-1).
         cv_folds: Folds of the surgical/guard cross-validation.
         max_epochs, patience, batch_size, weight_decay, val_fraction: training controls;
@@ -170,7 +171,8 @@ class TransferMLPRegressor(RegressorMixin, BaseEstimator):
     def __init__(
         self, n_layers: int = 5, width: int = 24, n_members: int = 5, activation: str = "silu",
         lr: float = 1e-3, lr_head: float = 1e-4, lr_finetune: float = 1e-3,
-        lp_solver: str = "ridge", head_alpha: float = 1.0, lpft_unfreeze: int = 2,
+        lp_solver: str = "ridge", head_alpha: float = 1.0,
+        lpft_unfreeze: int | tuple[int, ...] = 2,
         surgical_depths: tuple[int, ...] | None = None, cv_folds: int = 3,
         max_epochs: int = 200, patience: int = 20, batch_size: int = 256,
         weight_decay: float = 1e-4, val_fraction: float = 0.2, guard: bool = False,
@@ -359,7 +361,10 @@ class TransferMLPRegressor(RegressorMixin, BaseEstimator):
                               self.weight_decay, self.batch_size, rows, self._gen)
 
     def _run(self, strat: str, x, y, tm, vm, snap: SourceSnapshot | None, depth: int = 0):
-        """Train one strategy with the given member masks; returns (net, {stage: result})."""
+        """Train one strategy with the given member masks; returns (net, {stage: result}).
+
+        ``depth``: frozen input-side layers (full/surgical) or unfrozen hidden layers (LP-FT).
+        """
         n_layers = len(snap.weights) if snap is not None and strat != "scratch" else self.n_layers
         e = tm.shape[0]
         if strat == "scratch" or snap is None:
@@ -379,7 +384,7 @@ class TransferMLPRegressor(RegressorMixin, BaseEstimator):
                 hist["new_inputs"] = self._train(net, x, y, tm, vm, head_only, self.lr_finetune,
                                                  rows)
             if strat == "lp-ft":
-                k = min(max(int(self.lpft_unfreeze), 0), n_layers - 1)
+                k = min(max(int(depth), 0), n_layers - 1)
                 flags = [i >= n_layers - 1 - k for i in range(n_layers)]
                 hist["stage2"] = self._train(net, x, y, tm, vm, flags, self.lr_finetune, rows)
             return net, hist
@@ -426,14 +431,24 @@ class TransferMLPRegressor(RegressorMixin, BaseEstimator):
         n_layers = len(snap.weights)
         depth = 0
         self.guard_fired_, self.guard_cv_rmse_ = False, {}
+        cv_scores = None
+        if strat == "lp-ft":
+            cands = np.atleast_1d(np.asarray(self.lpft_unfreeze, dtype=int))
+            depth = int(cands[0])
+            if len(cands) > 1:
+                cv_scores = {int(k): self._cv_rmse("lp-ft", x, ys, snap, int(k)) for k in cands}
+                depth = min(cv_scores, key=cv_scores.get)
+                self.lpft_cv_rmse_ = cv_scores
+            self.lpft_unfreeze_ = depth
         if strat == "surgical":
             cands = self.surgical_depths or sorted({0, n_layers // 3, 2 * n_layers // 3,
                                                     n_layers - 1})
             scores = {int(k): self._cv_rmse("surgical", x, ys, snap, int(k)) for k in cands}
             depth = min(scores, key=scores.get)
             self.surgical_cv_rmse_, self.freeze_depth_ = scores, depth
+            cv_scores = scores
         if self.guard and strat != "scratch":
-            cv_t = (self.surgical_cv_rmse_[depth] if strat == "surgical"
+            cv_t = (cv_scores[depth] if cv_scores is not None
                     else self._cv_rmse(strat, x, ys, snap, depth))
             cv_s = self._cv_rmse("scratch", x, ys, snap)
             self.guard_cv_rmse_ = {"transfer": cv_t, "scratch": cv_s}

@@ -1,25 +1,33 @@
-"""Synthetic culture-medium benchmark acting on CHO fed-batch kinetics.
+"""Synthetic culture-medium benchmark simulated through the compiled AMICI CHO fed-batch model.
 
-Hand-written (numpy/scipy only). Medium components (>= 20, with units and
-ranges) are mapped to log-multipliers on CHO kinetic parameters through
-saturating needs, toxic excess, pairwise interactions and an osmolality
-penalty; the multipliers are turned into culture outcomes by a
-``simulate_outcomes(param_multipliers (n, n_params)) -> (n, n_outcomes)``
-callable.
+Hand-written generator (numpy/scipy); outcomes come from the project's compiled SBML model
+``petab_problems/cho_fedbatch`` via ``sbmlhybrid.media.cho_simulator.AmiciCHOSimulator``.
 
-**Which simulator is used.** The intended simulator is the compiled AMICI CHO
-fed-batch model under ``petab_problems/cho_fedbatch/`` (pass a wrapper of it
-as ``simulate_outcomes``; its parameters must follow ``CHO_PARAMETERS``).
-When no callable is given, a *fallback* small ODE of a CHO batch culture is
-used: ``simulate_cho_batch`` (Monod growth on glucose and glutamine, lactate
-and ammonia inhibition, death accelerated by starvation and by-products,
-growth- and non-growth-associated titer), integrated with a vectorised fixed
-step RK4 in numpy so that thousands of formulations take well under a second.
-The benchmark results in this repository were produced with that fallback.
+Medium components (``COMPONENTS``: >= 20, with units, ranges, osmolality and cost per unit)
+act on the CHO model's own kinetic parameters (``CHO_PARAMETERS``: mu_max, Monod and
+inhibition constants, basal and ammonia-driven death, yields, maintenance, lactate shift,
+antibody productivities alpha_mab/beta_mab) as log-multipliers on their nominal values:
 
-Cell lines differ by a similarity knob rho in [0, 1]: every coefficient of a
-target line is ``rho * source + sqrt(1 - rho^2) * independent draw`` (on the
-log/logit scale for constants), so rho = 1 is the source line.
+* saturating needs: each component (except glucose/glutamine) helps 1-3 random parameters,
+  in their "good" direction, through ``u (1 + h) / (h + u)`` of its scaled concentration u;
+* toxic excess: about a third of the components slow growth (mu_max) and raise basal death
+  (kd0) quadratically above an onset concentration;
+* pairwise interactions: 6 component pairs act on mu_max or beta_mab through ``u_i u_j``;
+* osmolality penalty: away from the line's optimum (about 300 mOsm/kg) growth slows,
+  hyperosmotic media kill faster but raise specific productivity (beta_mab);
+* glucose and glutamine set the model's initial medium (``Glc0``, ``Gln0``, mM) directly.
+
+The CHO model is then simulated as a 14-day fed batch (condition ``fed_standard``) and read
+out as titer (g/L), peak viable cell density (1e6 cells/mL), final viability and IVCD
+(1e6 cells day/mL); ``SyntheticMediumBenchmark.outcomes`` adds log-normal noise. A failed
+integration raises ``SimulationError`` (no silent garbage). Thousands of formulations take
+a few ms each (AMICI ``run_simulations``).
+
+Cell lines differ by a similarity knob rho in [0, 1]: need and interaction effects of a
+target line are ``rho * source + sqrt(1 - rho^2) * independent draw``; half-saturations,
+toxic strengths and onsets are ``rho``-weighted mixes (log/logit scale for the constants);
+interacting pairs are the source's for rho >= 0.5; plus a baseline shift of the kinetics and
+of the optimum osmolality scaled by ``sqrt(1 - rho^2)``. rho = 1 is the source line.
 """
 
 from __future__ import annotations
@@ -31,15 +39,22 @@ import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
-# Kinetic parameters the components act on (order of the multiplier columns).
-CHO_PARAMETERS = ("mu_max", "K_glc", "K_gln", "Y_x_glc", "Y_x_gln", "k_d", "K_lac", "K_amm",
-                  "q_p", "Y_lac_glc", "Y_amm_gln", "glc0", "gln0")
-# Nominal values (units: 1/day, mM, 1e6 cells/mL per mM, 1/day, mM, mM, mg/L/day per
-# 1e6 cells/mL, mol/mol, mol/mol, mM, mM).
-CHO_NOMINAL = np.array([0.9, 1.0, 0.3, 1.5, 5.0, 0.05, 40.0, 6.0, 15.0, 1.4, 0.7, 30.0, 4.0])
-OUTCOMES = ("titer_g_per_L", "peak_vcd_1e6_per_mL", "final_viability", "ivcd_1e6_day_per_mL")
-# Sign of "good" direction per parameter (+1 larger is better for the culture).
-_GOOD = np.array([1, -1, -1, 1, 1, -1, 1, 1, 1, -1, -1, 0, 0], dtype=float)
+from sbmlhybrid.media.cho_simulator import (
+    CHO_KINETIC,
+    CHO_PARAMETERS,
+    MEDIUM_INITIAL,
+    OUTCOMES,
+    AmiciCHOSimulator,
+)
+
+_N_KIN = len(CHO_KINETIC)
+_I = {p: i for i, p in enumerate(CHO_PARAMETERS)}
+# "Good" direction per parameter for the culture (+1: larger is better; 0: set by the medium).
+_GOOD_BY_ID = {"mu_max": 1, "K_glc": -1, "K_gln": -1, "KI_lac": 1, "KI_amm": 1, "kd0": -1,
+               "kd_amm": -1, "KD_amm": 1, "Y_x_glc": 1, "m_glc": -1, "Y_x_gln": 1,
+               "Y_lac_glc": -1, "q_lac_upt": 1, "K_sw": 1, "Y_amm_gln": -1, "alpha_mab": 1,
+               "beta_mab": 1, "Glc0": 0, "Gln0": 0}
+_GOOD = np.array([_GOOD_BY_ID[p] for p in CHO_PARAMETERS], dtype=float)
 
 # component, unit, min, max, osmolality contribution (mOsm/kg per unit), cost (per unit per L)
 COMPONENTS = [
@@ -74,58 +89,6 @@ _OSM_BASE = 40.0  # mOsm/kg from everything not in the table
 _OSM_OPT, _OSM_WIDTH = 300.0, 100.0
 
 
-def simulate_cho_batch(
-    param_multipliers: np.ndarray, t_end: float = 12.0, dt: float = 0.05, x0: float = 0.3
-) -> np.ndarray:
-    """Fallback CHO batch culture ODE, vectorised over formulations (RK4, numpy).
-
-    States: viable and dead cells (1e6 cells/mL), glucose, glutamine, lactate,
-    ammonia (mM), titer (mg/L). Growth mu = mu_max * Monod(glc) * Monod(gln) *
-    K_lac/(K_lac + lac) * K_amm/(K_amm + amm); death k_d * (1 + lac/K_lac + amm/K_amm
-    + 4 * starvation); product q_p * Xv * (0.5 + 0.5 * (1 - mu/mu_max)).
-
-    Args:
-        param_multipliers: (n, len(CHO_PARAMETERS)) multipliers on CHO_NOMINAL.
-        t_end: Culture duration (days). dt: RK4 step (days). x0: seeding density.
-
-    Returns:
-        (n, 4) outcomes in OUTCOMES order: titer (g/L), peak VCD, final viability, IVCD.
-    """
-    m = np.asarray(param_multipliers, dtype=float)
-    if m.ndim != 2 or m.shape[1] != len(CHO_PARAMETERS):
-        raise ValueError(f"param_multipliers must be (n, {len(CHO_PARAMETERS)}), got {m.shape}")
-    p = m * CHO_NOMINAL
-    mu_max, k_glc, k_gln, y_glc, y_gln, k_d, k_lac, k_amm, q_p, y_lac, y_amm = p[:, :11].T
-    n = m.shape[0]
-    s = np.zeros((7, n))
-    s[0], s[2], s[3] = x0, p[:, 11], p[:, 12]
-
-    def rhs(s: np.ndarray) -> np.ndarray:
-        xv, _, g, q, lac, amm, _ = np.maximum(s, 0.0)
-        mu = (mu_max * g / (k_glc + g) * q / (k_gln + q) * k_lac / (k_lac + lac)
-              * k_amm / (k_amm + amm))
-        starve = 0.5 / (0.5 + g) * 0.3 / (0.3 + q)
-        kd = k_d * (1.0 + lac / k_lac + amm / k_amm + 4.0 * starve)
-        qg = (mu / y_glc + 0.05) * g / (g + 0.1)
-        qq = mu / y_gln * q / (q + 0.05)
-        return np.stack([
-            (mu - kd) * xv, kd * xv, -qg * xv, -qq * xv - 0.02 * q, y_lac * qg * xv,
-            y_amm * qq * xv + 0.02 * q, q_p * xv * (0.5 + 0.5 * (1.0 - mu / mu_max)),
-        ])
-
-    peak, ivcd = s[0].copy(), np.zeros(n)
-    for _ in range(int(round(t_end / dt))):
-        k1 = rhs(s)
-        k2 = rhs(s + 0.5 * dt * k1)
-        k3 = rhs(s + 0.5 * dt * k2)
-        k4 = rhs(s + dt * k3)
-        ivcd += dt * s[0]
-        s = np.maximum(s + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4), 0.0)
-        peak = np.maximum(peak, s[0])
-    viability = s[0] / np.maximum(s[0] + s[1], 1e-12)
-    return np.stack([s[6] / 1000.0, peak, viability, ivcd], axis=1)
-
-
 @dataclass
 class CellLine:
     """Coefficients of one cell line (all arrays indexed [component, parameter]).
@@ -158,8 +121,9 @@ class SyntheticMediumBenchmark:
         n_components: How many of ``COMPONENTS`` to use (20..26); glucose and
             glutamine are always included and set the initial substrates.
         seed: Seed of the source cell line's coefficients.
-        simulate_outcomes: (n, n_params) multipliers -> (n, n_outcomes); defaults to
-            the fallback ``simulate_cho_batch`` (see the module docstring).
+        simulate_outcomes: (n, len(CHO_PARAMETERS)) multipliers -> (n, len(OUTCOMES))
+            outcomes; default: ``AmiciCHOSimulator()`` (the compiled CHO fed-batch model,
+            condition fed_standard, 14 days; compiled/loaded on first use).
         noise_sd: Log-normal measurement noise (sd of log outcome).
     """
 
@@ -171,7 +135,8 @@ class SyntheticMediumBenchmark:
         if not 20 <= n_components <= len(COMPONENTS):
             raise ValueError(f"n_components must be in [20, {len(COMPONENTS)}]")
         self.table = COMPONENTS[:n_components]
-        self.simulate_outcomes = simulate_outcomes or simulate_cho_batch
+        self.simulate_outcomes = simulate_outcomes or AmiciCHOSimulator()
+        self.outcome_names = OUTCOMES
         self.noise_sd = noise_sd
         self.lower = np.array([c[2] for c in self.table])
         self.upper = np.array([c[3] for c in self.table])
@@ -195,13 +160,14 @@ class SyntheticMediumBenchmark:
     def _draw(self, rng: np.random.Generator) -> CellLine:
         d, p = len(self.table), len(CHO_PARAMETERS)
         mask = np.zeros((d, p))
-        for j in range(2, d):  # glucose/glutamine act through glc0/gln0
+        for j in range(2, d):  # glucose/glutamine act through Glc0/Gln0
             k = rng.integers(1, 4)
-            mask[j, rng.choice(11, size=k, replace=False)] = 1.0
+            mask[j, rng.choice(_N_KIN, size=k, replace=False)] = 1.0
         need = mask * rng.uniform(0.04, 0.16, size=(d, p)) * _GOOD
         pairs = np.array([rng.choice(np.arange(2, d), 2, replace=False) for _ in range(6)])
         pair_effect = np.zeros((6, p))
-        pair_effect[np.arange(6), rng.choice([0, 8], size=6)] = rng.normal(0, 0.15, 6)
+        targets = rng.choice([_I["mu_max"], _I["beta_mab"]], size=6)
+        pair_effect[np.arange(6), targets] = rng.normal(0, 0.15, 6)
         toxic = rng.uniform(0.1, 0.4, d) * (rng.uniform(size=d) < 0.35)  # ~1/3 are toxic
         return CellLine(need, rng.uniform(0.05, 0.5, d), toxic, rng.uniform(0.6, 0.9, d),
                         pairs, pair_effect, np.zeros(p), 1.0)
@@ -221,7 +187,7 @@ class SyntheticMediumBenchmark:
 
         base = b * 0.3 * np.random.default_rng((self._seed, seed, 7)).normal(size=src.base.shape)
         osm_shift = np.random.default_rng((self._seed, seed, 8)).normal()
-        base[11:] = 0.0  # initial substrates are set by the medium, not the line
+        base[_N_KIN:] = 0.0  # initial substrates are set by the medium, not the line
         return CellLine(
             need=a * src.need + b * new.need,
             half_sat=np.exp(a * np.log(src.half_sat) + (1 - a) * np.log(new.half_sat)),
@@ -243,17 +209,18 @@ class SyntheticMediumBenchmark:
         sat = u * (1 + line.half_sat) / (line.half_sat + u)  # 0 at u=0, 1 at u=1
         tox = np.maximum(u - line.tox_onset, 0.0) ** 2 / (1 - line.tox_onset) ** 2
         logm = (sat - 0.5) @ line.need + line.base
-        logm[:, 0] -= tox @ line.toxic
-        logm[:, 5] += tox @ line.toxic
+        mu, kd0, beta = _I["mu_max"], _I["kd0"], _I["beta_mab"]
+        logm[:, mu] -= tox @ line.toxic
+        logm[:, kd0] += tox @ line.toxic
         inter = u[:, line.pairs[:, 0]] * u[:, line.pairs[:, 1]]
         logm += inter @ line.pair_effect
         dev = (self.osmolality(X) - line.osm_opt) / _OSM_WIDTH
-        logm[:, 0] -= 0.3 * dev**2  # slower growth away from the optimum osmolality
-        logm[:, 5] += 0.3 * np.maximum(dev, 0.0) ** 2  # hyperosmotic stress kills
-        logm[:, 8] += 0.15 * np.clip(dev, -1, 2)  # ... but raises specific productivity
+        logm[:, mu] -= 0.3 * dev**2  # slower growth away from the optimum osmolality
+        logm[:, kd0] += 0.3 * np.maximum(dev, 0.0) ** 2  # hyperosmotic stress kills
+        logm[:, beta] += 0.15 * np.clip(dev, -1, 2)  # ... but raises specific productivity
         m = np.exp(logm)
-        m[:, 11] = X[:, 0] / CHO_NOMINAL[11]
-        m[:, 12] = X[:, 1] / CHO_NOMINAL[12]
+        m[:, _I["Glc0"]] = X[:, 0] / MEDIUM_INITIAL["Glc0"]
+        m[:, _I["Gln0"]] = X[:, 1] / MEDIUM_INITIAL["Gln0"]
         return m
 
     def outcomes(self, X: np.ndarray, line: CellLine,
