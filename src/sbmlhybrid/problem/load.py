@@ -1,8 +1,9 @@
-"""Loading of PEtab v1 problems (YAML) and of bare SBML files with a measurement table.
+"""Loading of PEtab v1/v2 problems (YAML) and of bare SBML files with a measurement table.
 
 PEtab's own loader raises on the first missing file or unreadable table and never mentions
 SBML line numbers; here every failure becomes an `InputError` listing file, row and column,
 then `validate.validate_problem` adds the linter's findings and the checks it misses.
+PEtab v2 YAMLs are converted to equivalent v1 tables (`sbmlhybrid.problem.v2`).
 Bare SBML: observables, conditions and parameters are derived (documented in
 `problem_from_sbml`), so `sbmlhybrid fit model.xml --measurements data.tsv` just works.
 """
@@ -65,6 +66,8 @@ class Problem:
         solver: Solver settings of this problem.
         unflattened: The problem as given, when `petab_problem` had to be flattened
             (timepoint-specific observable/noise parameter overrides).
+        experiments: For PEtab v2 input: experiment id -> (pre-equilibration condition id
+            or None, simulation condition id) of the v1 tables; None for v1 input.
     """
 
     petab_problem: petab.Problem
@@ -73,6 +76,7 @@ class Problem:
     files: dict[str, str | None] = field(default_factory=dict)
     solver: SolverSettings = field(default_factory=SolverSettings)
     unflattened: petab.Problem | None = None
+    experiments: dict[str, tuple[str | None, str]] | None = None
 
     @property
     def sbml_text(self) -> str:
@@ -140,10 +144,10 @@ def _finish(problem: petab.Problem, name: str, source: Path | None,
 def load_problem(
     path: str | Path, measurements: str | Path | None = None, solver: SolverSettings | None = None
 ) -> Problem:
-    """Load and validate a PEtab v1 problem YAML, or a bare SBML file with a measurement table.
+    """Load and validate a PEtab v1/v2 problem YAML, or a bare SBML file with measurements.
 
     Args:
-        path: A PEtab v1 problem YAML, or an SBML file (then `measurements` is required).
+        path: A PEtab v1 or v2 problem YAML, or an SBML file (then `measurements` is required).
         measurements: Measurement TSV for a bare SBML file (PEtab measurement columns).
         solver: Solver settings; default: the YAML's `sbmlhybrid: solver:` entry, else defaults.
 
@@ -168,12 +172,18 @@ def load_problem(
         mark = getattr(err, "problem_mark", None)
         raise InputError(Issue(f"invalid YAML: {err}", str(path),
                                mark.line + 1 if mark else None)) from err
+    major = str(config.get("format_version", "1") if isinstance(config, dict) else "1")
+    if major.split(".")[0] == "2":
+        from sbmlhybrid.problem.v2 import load_v2
+
+        return load_v2(path, config, solver)
     if not isinstance(config, dict) or "problems" not in config:
         raise InputError(Issue("not a PEtab problem YAML (no 'problems' entry)", str(path)))
-    if str(config.get("format_version", "1")).split(".")[0] != "1":
+    major = major.split(".")[0]
+    if major != "1":
         raise NotSupportedError(Issue(
             f"PEtab format_version {config.get('format_version')} is not supported here; "
-            "this loader reads PEtab v1", str(path)))
+            "this loader reads PEtab v1 and v2", str(path)))
     if len(config["problems"]) != 1:
         raise NotSupportedError(Issue("exactly one entry under 'problems' is supported", str(path)))
     sub = config["problems"][0]

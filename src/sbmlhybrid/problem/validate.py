@@ -131,7 +131,8 @@ def _check_measurements(
     for col in ("measurement", "time"):
         values = _numeric(df[col])
         for i, (raw, val) in enumerate(zip(df[col], values)):
-            if pd.isna(val) or not np.isfinite(val):
+            steady_state = col == "time" and val == np.inf  # PEtab: measured at steady state
+            if pd.isna(val) or not (np.isfinite(val) or steady_state):
                 issues.append(Issue(f"non-finite {col} {raw!r}", file, i + 2, col,
                                     df[petab.OBSERVABLE_ID].iloc[i]))
             elif col == "time" and val < 0:

@@ -1,0 +1,224 @@
+"""Likelihood and gradient of an imported PEtab SciML problem (`SciMLObjective`).
+
+The free vector is ``[estimated mechanistic parameters (PEtab scale), estimated network
+parameter entries (per network, per ``layer.array`` in module order, row-major)]``.
+One evaluation: set network parameters (torch leaves), run the pre-initialization networks
+per experiment (`sbmlhybrid.sciml.importer`), assemble the compiled v1 problem's parameter
+vector (mechanistic values, unrolled weights, network outputs), let the `ModelObjective`
+compute the negative log-likelihood and its AMICI gradient, and pull the gradient back:
+unrolled weights map one-to-one, network outputs through torch autograd (hand-written
+chain rule; AMICI has no vector-Jacobian API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import petab.v1 as petab
+import torch
+from torch.func import functional_call
+
+from sbmlhybrid.errors import InputError
+from sbmlhybrid.hybrid.network import weight_ids
+from sbmlhybrid.objective import create_objective
+from sbmlhybrid.problem.v2 import simulation_table_to_v2
+
+if TYPE_CHECKING:
+    from sbmlhybrid.sciml.importer import SciMLProblem
+
+
+@dataclass
+class SciMLEvaluation:
+    """One evaluation.
+
+    Attributes:
+        fval: Negative log-likelihood.
+        grad: Gradient w.r.t. the free vector (`SciMLObjective.x_ids`), or None.
+        mech_grad: Parameter id -> d fval / d value (PEtab scale) for every mechanistic
+            parameter, estimated or not.
+        net_grad: Network id -> {"layer.array": gradient array (PyTorch layout, every entry,
+            frozen ones included)}.
+    """
+
+    fval: float
+    grad: np.ndarray | None
+    mech_grad: dict[str, float] = field(default_factory=dict)
+    net_grad: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def unrolled_weight_keys(term: Any, layer_of: dict[int, str]
+                         ) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(v1 weight parameter id, SciML ``layer.array`` key, index) of an unrolled network."""
+    out = []
+    for pid, key, idx in weight_ids(term.name, term.layers):
+        pos, arr = key.split(".")
+        out.append((pid, f"{layer_of[int(pos)]}.{arr}", idx))
+    return out
+
+
+def _unscale(x: torch.Tensor, scale: str) -> torch.Tensor:
+    if scale == petab.LOG10:
+        return 10.0 ** x
+    if scale == petab.LOG:
+        return torch.exp(x)
+    return x
+
+
+class SciMLObjective:
+    """Negative log-likelihood of a `SciMLProblem` over mechanistic + network parameters.
+
+    Args:
+        problem: From `load_sciml_problem`.
+        sensitivity_method: "forward", "adjoint" or None (the problem's setting).
+    """
+
+    def __init__(self, problem: SciMLProblem, sensitivity_method: str | None = None):
+        self.sp = problem
+        self.model = create_objective(problem.problem, sensitivity_method=sensitivity_method)
+        mech = problem.mech
+        self.scales = {p: str(mech.loc[p, petab.PARAMETER_SCALE]) for p in mech.index}
+        self.mech_nominal = {p: float(petab.scale(float(mech.loc[p, petab.NOMINAL_VALUE]),
+                                                  self.scales[p])) for p in mech.index}
+        self.mech_ids = [p for p in mech.index if int(mech.loc[p, petab.ESTIMATE]) == 1]
+        self.net_nominal = {n: {k: p.detach().numpy().copy() for k, p in net.named_parameters()}
+                            for n, net in problem.networks.items()}
+        self.net_ids: list[tuple[str, str, tuple[int, ...]]] = []
+        for n, arrays in self.net_nominal.items():
+            for key, arr in arrays.items():
+                mask = problem.estimate[n][key]
+                self.net_ids += [(n, key, tuple(int(i) for i in idx))
+                                 for idx in zip(*np.nonzero(mask))] if arr.ndim else \
+                    ([(n, key, ())] if mask else [])
+        self.weight_map = {pid: (n, key, idx) for n, (term, layer_of) in problem.unrolled.items()
+                           for pid, key, idx in unrolled_weight_keys(term, layer_of)}
+        self.out_map = {pid: (pre.nn_id, eid, j) for pre in problem.pre
+                        for eid, outs in pre.out_params.items() for j, pid in outs.items()}
+        unknown = [p for p in self.model.x_free_ids if p not in self.mech_nominal
+                   and p not in self.weight_map and p not in self.out_map]
+        if unknown:
+            raise InputError(f"compiled problem has parameters without a source: {unknown}")
+
+    @property
+    def x_ids(self) -> list[str]:
+        """Free vector ids: mechanistic ids, then ``net.layer.array[i,j]``."""
+        return self.mech_ids + [f"{n}.{k}[{','.join(map(str, i))}]" for n, k, i in self.net_ids]
+
+    @property
+    def x_nominal(self) -> np.ndarray:
+        """Nominal free vector, shape (n_free,)."""
+        return np.array([self.mech_nominal[p] for p in self.mech_ids]
+                        + [self.net_nominal[n][k][i] for n, k, i in self.net_ids], dtype=float)
+
+    def _leaves(self, x: np.ndarray, grad: bool
+                ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+        mech = dict(self.mech_nominal)
+        mech.update(zip(self.mech_ids, map(float, x[:len(self.mech_ids)])))
+        arrays = {n: {k: v.copy() for k, v in d.items()} for n, d in self.net_nominal.items()}
+        for (n, k, i), v in zip(self.net_ids, x[len(self.mech_ids):]):
+            arrays[n][k][i] = v
+        leaves = {p: torch.tensor(v, dtype=torch.float64, requires_grad=grad)
+                  for p, v in mech.items()}
+        params = {n: {k: torch.tensor(v, dtype=torch.float64, requires_grad=grad)
+                      for k, v in d.items()} for n, d in arrays.items()}
+        return leaves, params
+
+    def _pre_outputs(self, leaves: dict[str, torch.Tensor],
+                     params: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """v1 parameter id -> network output value (0-d tensor)."""
+        out: dict[str, torch.Tensor] = {}
+        for pre in self.sp.pre:
+            net = self.sp.networks[pre.nn_id]
+            for eid, outs in pre.out_params.items():
+                args = []
+                for arg in pre.inputs[eid]:
+                    if len(arg) == 1 and isinstance(arg[0], np.ndarray):
+                        args.append(torch.as_tensor(arg[0], dtype=torch.float64))
+                        continue
+                    args.append(torch.stack([
+                        _unscale(leaves[v], self.scales[v]) if isinstance(v, str)
+                        else torch.tensor(float(v), dtype=torch.float64) for v in arg]))
+                y = functional_call(net, params[pre.nn_id], tuple(args))
+                y = (y[0] if isinstance(y, tuple) else y).reshape(-1)
+                for j, pid in outs.items():
+                    out[pid] = y[j]
+        return out
+
+    def _v1_vector(self, leaves: dict[str, torch.Tensor],
+                   params: dict[str, dict[str, torch.Tensor]],
+                   outputs: dict[str, torch.Tensor]) -> np.ndarray:
+        x = []
+        for pid in self.model.x_free_ids:
+            if pid in self.weight_map:
+                n, k, i = self.weight_map[pid]
+                x.append(float(params[n][k][i]))
+            elif pid in self.out_map:
+                x.append(float(outputs[pid]))
+            else:
+                x.append(float(leaves[pid]))
+        return np.asarray(x)
+
+    def v1_parameters(self, x: Sequence[float] | None = None) -> np.ndarray:
+        """The compiled problem's free vector (`ModelObjective.x_free_ids`) for `x`."""
+        xa = self.x_nominal if x is None else np.asarray(x, dtype=float)
+        with torch.no_grad():
+            leaves, params = self._leaves(xa, False)
+            return self._v1_vector(leaves, params, self._pre_outputs(leaves, params))
+
+    def evaluate(self, x: Sequence[float] | None = None, gradient: bool = True
+                 ) -> SciMLEvaluation:
+        """Negative log-likelihood (and gradient) at `x` (default: nominal), shape (n_free,)."""
+        xa = self.x_nominal if x is None else np.asarray(x, dtype=float)
+        if xa.shape != (len(self.x_ids),):
+            raise InputError(f"parameter vector has shape {xa.shape}, expected "
+                             f"({len(self.x_ids)},)")
+        leaves, params = self._leaves(xa, gradient)
+        outputs = self._pre_outputs(leaves, params)
+        ev = self.model.evaluate(self._v1_vector(leaves, params, outputs), gradient=gradient)
+        if not gradient:
+            return SciMLEvaluation(ev.fval, None)
+        g1 = dict(zip(self.model.x_free_ids, ev.grad))  # type: ignore[arg-type]
+        net_grad = {n: {k: np.zeros_like(v) for k, v in d.items()}
+                    for n, d in self.net_nominal.items()}
+        mech_grad = {p: g1.get(p, 0.0) for p in self.mech_nominal}
+        for pid, (n, k, i) in self.weight_map.items():
+            net_grad[n][k][i] += g1[pid]
+        pulled = [g1[p] * y for p, y in outputs.items() if y.requires_grad]
+        if pulled:
+            torch.stack(pulled).sum().backward()
+            for p, leaf in leaves.items():
+                if leaf.grad is not None:
+                    mech_grad[p] += float(leaf.grad)
+            for n, d in params.items():
+                for k, t in d.items():
+                    if t.grad is not None:
+                        net_grad[n][k] += t.grad.numpy()
+        grad = np.array([mech_grad[p] for p in self.mech_ids]
+                        + [net_grad[n][k][i] for n, k, i in self.net_ids], dtype=float)
+        return SciMLEvaluation(ev.fval, grad, mech_grad, net_grad)
+
+    def __call__(self, x: Sequence[float]) -> tuple[float, np.ndarray]:
+        """(fval, grad) at `x`."""
+        ev = self.evaluate(x)
+        return ev.fval, ev.grad  # type: ignore[return-value]
+
+    def llh(self, x: Sequence[float] | None = None) -> float:
+        """Log-likelihood at `x` (default: nominal)."""
+        return -self.evaluate(x, gradient=False).fval
+
+    def simulate(self, x: Sequence[float] | None = None) -> pd.DataFrame:
+        """Simulation table with ``experimentId`` (PEtab v2 / SciML layout)."""
+        table = self.model.simulate(self.v1_parameters(x))
+        return simulation_table_to_v2(table, self.sp.experiments)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) of the free vector on PEtab scale (networks: unbounded)."""
+        mech = self.sp.mech
+        lb = [petab.scale(float(mech.loc[p, petab.LOWER_BOUND]), self.scales[p])
+              for p in self.mech_ids] + [-np.inf] * len(self.net_ids)
+        ub = [petab.scale(float(mech.loc[p, petab.UPPER_BOUND]), self.scales[p])
+              for p in self.mech_ids] + [np.inf] * len(self.net_ids)
+        return np.asarray(lb, dtype=float), np.asarray(ub, dtype=float)

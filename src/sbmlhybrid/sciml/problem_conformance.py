@@ -1,0 +1,111 @@
+"""``sciml_problem_import`` cases of the PEtab SciML test suite (hand-written).
+
+Each case (``NNN/petab/problem.yaml`` + ``NNN/solutions.yaml``) gives the log-likelihood
+(``llh``, ``tol_llh``), simulations (``simulations.tsv``, ``tol_simulations``) and gradients
+(``grad_mech.tsv``; ``grad_<net>.hdf5`` in PyTorch layout, empty arrays for frozen
+parameters) at the nominal parameters. The suite's gradient tolerance is 0.1; here
+gradients are checked at relative `GRAD_RTOL` = 1e-4 of the largest reference entry of
+the same file (a per-entry relative test is meaningless for entries near zero).
+The references are gradients of the log-likelihood (ours: of the negative one; compared
+with the sign flipped).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from sbmlhybrid.errors import SbmlHybridError
+from sbmlhybrid.sciml.conformance import CaseResult
+from sbmlhybrid.sciml.hdf5 import read_parameters
+from sbmlhybrid.sciml.importer import load_sciml_problem
+
+GRAD_RTOL = 1e-4
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    return float(np.max(np.abs(a - b))) / scale if scale > 0 else float(np.max(np.abs(a - b)))
+
+
+def compare_case(case_dir: str | Path, sign: float = -1.0) -> dict[str, Any]:
+    """Import, evaluate and compare one case; returns the numbers (no pass/fail).
+
+    Returns:
+        ``{"llh", "llh_ref", "tol_llh", "sim_err", "tol_sim", "grad_mech_rel",
+        "grad_net_rel": {net: rel}, "seconds"}``.
+    """
+    case = Path(case_dir)
+    sol = yaml.safe_load((case / "solutions.yaml").read_text())
+    t0 = time.perf_counter()
+    sp = load_sciml_problem(case / "petab" / "problem.yaml")
+    obj = sp.objective()
+    ev = obj.evaluate()
+    sim = obj.simulate()
+    ref = pd.concat(pd.read_csv(case / f, sep="\t") for f in sol["simulation_files"])
+    keys = ["observableId", "experimentId", "time"]
+    ref["experimentId"] = ref["experimentId"].fillna("")
+    sim = sim.sort_values(keys).reset_index(drop=True)
+    ref = ref.sort_values(keys).reset_index(drop=True)
+    sim_err = math.inf if len(sim) != len(ref) else \
+        float(np.max(np.abs(sim["simulation"].to_numpy() - ref["simulation"].to_numpy())))
+    files = sol.get("grad_files") or {}
+    mech_rel = None
+    if "mech" in files:
+        gm = pd.read_csv(case / files["mech"], sep="\t")
+        ours = np.array([sign * ev.mech_grad[p] for p in gm["parameterId"]])
+        mech_rel = _rel(ours, gm["value"].to_numpy(float))
+    net_rel: dict[str, float] = {}
+    for net, f in files.items():
+        if net == "mech":
+            continue
+        refs = read_parameters(case / f).get(net, {})
+        ours_l, ref_l = [], []
+        for layer, arrays in refs.items():
+            for arr, values in arrays.items():
+                if values.size:
+                    ours_l.append(sign * ev.net_grad[net][f"{layer}.{arr}"].ravel())
+                    ref_l.append(np.asarray(values, dtype=float).ravel())
+        net_rel[net] = _rel(np.concatenate(ours_l), np.concatenate(ref_l)) if ours_l else 0.0
+    return {"llh": -ev.fval, "llh_ref": float(sol["llh"]), "tol_llh": float(sol["tol_llh"]),
+            "sim_err": sim_err, "tol_sim": float(sol["tol_simulations"]),
+            "grad_mech_rel": mech_rel, "grad_net_rel": net_rel,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def check_sciml_problem_case(case_dir: str | Path, grad_rtol: float = GRAD_RTOL) -> CaseResult:
+    """Pass/fail of one ``sciml_problem_import`` case (llh, simulations, gradients)."""
+    case = Path(case_dir)
+    try:
+        r = compare_case(case)
+    except SbmlHybridError as err:
+        return CaseResult("sciml_problem_import", case.name, False, None, None,
+                          f"{type(err).__name__}: {err}")
+    fails = []
+    if not abs(r["llh"] - r["llh_ref"]) <= r["tol_llh"]:
+        fails.append(f"llh {r['llh']:.8g} vs {r['llh_ref']:.8g}")
+    if not r["sim_err"] <= r["tol_sim"]:
+        fails.append(f"simulations max error {r['sim_err']:.3g}")
+    grads = {"mech": r["grad_mech_rel"], **r["grad_net_rel"]}
+    fails += [f"gradient {k}: relative error {v:.3g} > {grad_rtol:g}"
+              for k, v in grads.items() if v is not None and not v <= grad_rtol]
+    worst = max([v for v in grads.values() if v is not None] or [0.0])
+    msg = "; ".join(fails) or (f"llh err {abs(r['llh'] - r['llh_ref']):.2g}, sim err "
+                               f"{r['sim_err']:.2g}, max grad rel err {worst:.2g}, "
+                               f"{r['seconds']} s")
+    return CaseResult("sciml_problem_import", case.name, not fails, worst, grad_rtol, msg)
+
+
+def run_problem_suite(suite_dir: str | Path) -> dict[str, Any]:
+    """All ``sciml_problem_import`` cases: ``{"problem_passed", "problem_total", "cases"}``."""
+    root = Path(suite_dir) / "sciml_problem_import"
+    results = [check_sciml_problem_case(d) for d in sorted(root.iterdir())
+               if (d / "solutions.yaml").is_file()]
+    return {"problem_passed": sum(r.passed for r in results), "problem_total": len(results),
+            "cases": [r.to_dict() for r in results]}
