@@ -182,7 +182,7 @@ class FluxAllocation(nn.Module):
         if not bool(torch.isfinite(r).all()):
             bad = torch.nonzero(~torch.isfinite(r.detach().reshape(-1, self.n_measured)))
             raise InputError([Issue(f"rate of {self.measured_ids[j]!r} in batch row {i} is "
-                                    f"{float(r.reshape(-1, self.n_measured)[i, j])}",
+                                    f"{float(r.detach().reshape(-1, self.n_measured)[i, j])}",
                                     row=i, entity=self.measured_ids[j])
                               for i, j in bad[:20].tolist()], header="Invalid measured rates")
         return r

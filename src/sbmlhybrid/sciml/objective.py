@@ -156,9 +156,9 @@ class SciMLObjective:
                 n, k, i = self.weight_map[pid]
                 x.append(float(params[n][k][i]))
             elif pid in self.out_map:
-                x.append(float(outputs[pid]))
+                x.append(float(outputs[pid].detach()))
             else:
-                x.append(float(leaves[pid]))
+                x.append(float(leaves[pid].detach()))
         return np.asarray(x)
 
     def v1_parameters(self, x: Sequence[float] | None = None) -> np.ndarray:
