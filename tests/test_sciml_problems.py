@@ -55,16 +55,20 @@ def test_fit_from_perturbed_start_reaches_nominal_llh() -> None:
     llh_start = objective.llh(start)
     lb, ub = objective.bounds()
     res = scipy.optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
-                                  bounds=list(zip(lb, ub)), options={"maxiter": 200})
+                                  bounds=list(zip(lb, ub)),
+                                  # default ftol stopped after a first line search that only
+                                  # shortened its step (reduction 1e-10 relative at f ~ 7e4)
+                                  options={"maxiter": 200, "ftol": 1e-15})
     llh_fit = -res.fun
     assert llh_start < llh_nominal - 50
     # near (or above: the nominal is the data-generating point, not the optimum) nominal
     assert llh_fit > llh_nominal - 1.0, (llh_start, llh_fit, llh_nominal)
 
 
-def _lv_base(tmp_path, case: str = "001"):
+def _lv_base(tmp_path, case: str = "001", rtol: float = 1e-10):
     """The Lotka-Volterra model of a suite case as a plain PEtab v1 problem (gamma known)."""
     src = SUITE / case / "petab"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "lv.xml").write_text((src / "lv.xml").read_text())
     meas = pd.read_csv(src / "measurements.tsv", sep="\t")
     meas = meas.rename(columns={"experimentId": "simulationConditionId"})
@@ -81,7 +85,7 @@ def _lv_base(tmp_path, case: str = "001"):
         "  condition_files: [conditions.tsv]\n  measurement_files: [measurements.tsv]\n"
         "  observable_files: [observables.tsv]\n")
     return load_problem(tmp_path / "problem.yaml",
-                        solver=SolverSettings(rtol=1e-10, atol=1e-12, max_steps=100_000))
+                        solver=SolverSettings(rtol=rtol, atol=rtol * 1e-2, max_steps=100_000))
 
 
 @needs_suite
@@ -115,8 +119,11 @@ def test_export_import_round_trip(tmp_path) -> None:
 
 @needs_suite
 def test_export_folds_input_normalization(tmp_path) -> None:
-    """Non-trivial input scaling is folded into the first layer: same llh."""
-    base = _lv_base(tmp_path / "base")
+    """Non-trivial input scaling is folded into the first layer: same llh.
+
+    This network makes the predator explode (llh ~ -3e9), so the two models' different
+    rule structure shows as solver error; rtol 1e-12 keeps that below the 1e-9 compared."""
+    base = _lv_base(tmp_path / "base", rtol=1e-12)
     torch.manual_seed(1)
     module = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)).double()
     term = NetworkTerm("net1", module, ["prey", "predator"], ["gamma"], kind="parameter",
