@@ -38,6 +38,7 @@ from petab.v1.models.sbml_model import SbmlModel
 
 from sbmlhybrid.errors import InputError, Issue
 from sbmlhybrid.flux import FluxAllocation
+from sbmlhybrid.hybrid.hybridize import set_assignment_rule
 from sbmlhybrid.problem import Problem
 from sbmlhybrid.problem.validate import validate_problem
 
@@ -112,20 +113,6 @@ def _affine(coefs: np.ndarray, names: Sequence[str], offset: float, tol: float =
     return " + ".join(terms).replace("+ -", "- ")
 
 
-def _set_rule(model: libsbml.Model, var: str, formula: str) -> None:
-    if model.getElementBySId(var) is None:
-        p = model.createParameter()
-        p.setId(var)
-        p.setConstant(False)
-        p.setValue(0.0)
-    rule = model.getRuleByVariable(var) or model.createAssignmentRule()
-    rule.setVariable(var)
-    math = libsbml.parseL3Formula(formula)
-    if math is None:
-        raise InputError(f"cannot parse generated formula for {var}: {formula!r}")
-    rule.setMath(math)
-
-
 def couple_flux_allocation(problem: Problem, coupling: FluxCoupling, name: str | None = None,
                            model_id: str | None = None) -> Problem:
     """Insert the allocation's linear map between the rate laws and the balances.
@@ -171,17 +158,17 @@ def couple_flux_allocation(problem: Problem, coupling: FluxCoupling, name: str |
             rule.setMath(math)
     for s in symbols:
         rule = model.getRuleByVariable(s)
-        _set_rule(model, kinetic[s], libsbml.formulaToL3String(rule.getMath()))
+        set_assignment_rule(model, kinetic[s], libsbml.formulaToL3String(rule.getMath()))
     lm = coupling.layer.linear_map()
     r_ids = [f"{FLUX_PREFIX}r_{_sid(m)}" for m in lm.measured_ids]
     for rid, s, f in zip(r_ids, symbols, factors):
-        _set_rule(model, rid, f"{f:.17g} * {kinetic[s]}")
+        set_assignment_rule(model, rid, f"{f:.17g} * {kinetic[s]}")
     for fid, row, off in zip(lm.flux_ids, lm.A, lm.b):
-        _set_rule(model, f"{FLUX_PREFIX}{_sid(fid)}", _affine(row, r_ids, off))
+        set_assignment_rule(model, f"{FLUX_PREFIX}{_sid(fid)}", _affine(row, r_ids, off))
     for i, (m, s, f) in enumerate(zip(lm.measured_ids, symbols, factors)):
         res_id = f"{FLUX_PREFIX}res_{_sid(m)}"
-        _set_rule(model, res_id, _affine(lm.R[i], r_ids, lm.c[i]))
-        _set_rule(model, s, f"({r_ids[i]} + {res_id}) / {f:.17g}")
+        set_assignment_rule(model, res_id, _affine(lm.R[i], r_ids, lm.c[i]))
+        set_assignment_rule(model, s, f"({r_ids[i]} + {res_id}) / {f:.17g}")
     base = model.getId() or problem.name
     model.setId(model_id or f"{base}_flux")
     if doc.checkInternalConsistency():

@@ -212,13 +212,15 @@ def set_nominal(problem: Problem, values: Mapping[str, float]) -> Problem:
     return dataclasses.replace(problem, petab_problem=pp)
 
 
-def _add_rule(model: libsbml.Model, var: str, formula: str) -> None:
-    if model.getParameter(var) is None:
+def set_assignment_rule(model: libsbml.Model, var: str, formula: str) -> None:
+    """``var := formula`` (L3 infix): creates the parameter and the rule, or replaces the
+    math of an existing rule."""
+    if model.getElementBySId(var) is None:
         p = model.createParameter()
         p.setId(var)
         p.setConstant(False)
         p.setValue(0.0)
-    rule = model.createAssignmentRule()
+    rule = model.getRuleByVariable(var) or model.createAssignmentRule()
     rule.setVariable(var)
     rule.setMath(_parse(formula, var))
 
@@ -335,7 +337,7 @@ def hybridize(problem: Problem, terms: Sequence[NetworkTerm], name: str | None =
                 p.setConstant(True)
                 p.setValue(0.0 if pid == c_id else 1.0)  # real values: PEtab table
             rows += [_fixed_row(c_id, norm[k][0]), _fixed_row(s_id, norm[k][1])]
-            _add_rule(model, v_id, f"({iid} - {c_id}) / {s_id}")
+            set_assignment_rule(model, v_id, f"({iid} - {c_id}) / {s_id}")
             in_syms.append(v_id)
         values = module_weights(t.module, t.name, t.layers)
         fan_in = {pid: t.layers[[lay.index for lay in t.layers].index(int(key.split(".")[0]))]
@@ -357,7 +359,7 @@ def hybridize(problem: Problem, terms: Sequence[NetworkTerm], name: str | None =
                          petab.INITIALIZATION_PRIOR_PARAMETERS: f"{-bound!r};{bound!r}"})
         rules, outs = unroll(t.name, t.layers, in_syms, t.representation)
         for var, formula in rules:
-            _add_rule(model, var, formula)
+            set_assignment_rule(model, var, formula)
         for j in range(len(t.targets)):
             o_id, y_id = f"{t.name}__oscale{j}", f"{t.name}__y{j}"
             p = model.createParameter()
@@ -366,7 +368,7 @@ def hybridize(problem: Problem, terms: Sequence[NetworkTerm], name: str | None =
             p.setValue(1.0)
             rows.append(_fixed_row(o_id, t.scales[j]))
             body = OUTPUT_TRANSFORMS[t.transforms[j]].format(z=outs[j])
-            _add_rule(model, y_id, f"{o_id} * {body}")
+            set_assignment_rule(model, y_id, f"{o_id} * {body}")
             _replace_target(model, t, j, y_id, removed)
     cond = problem.petab_problem.condition_df
     bad = [p for p in removed if cond is not None and p in cond.columns]

@@ -35,6 +35,7 @@ from petab.v2.core import ConditionTable, ExperimentTable, MeasurementTable
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.hybrid import NetworkTerm, hybridize
+from sbmlhybrid.hybrid.hybridize import set_assignment_rule
 from sbmlhybrid.problem.load import Problem, SolverSettings, _finish, _load_sbml
 from sbmlhybrid.problem.v2 import (
     DEFAULT_CONDITION,
@@ -295,13 +296,7 @@ def load_sciml_problem(path: str | Path, solver: SolverSettings | None = None) -
                 tgt_ids.append(tgts[0])
                 kinds.append("parameter" if model.getParameter(tgts[0]) is not None else "auto")
             else:
-                p = model.createParameter()
-                p.setId(oid)
-                p.setConstant(False)
-                p.setValue(0.0)
-                rule = model.createAssignmentRule()
-                rule.setVariable(oid)
-                rule.setMath(_zero())
+                set_assignment_rule(model, oid, "0")  # placeholder, replaced by the network
                 sbml_ids.add(oid)
                 tgt_ids.append(oid)
                 kinds.append("assignment")
@@ -361,12 +356,6 @@ def _with_assignments(cond_df: pd.DataFrame, assign: dict[str, dict[str, Any]],
         if all(isinstance(v, float | int) for v in df[col]):
             df[col] = df[col].astype(float)
     return df.set_index(petab.CONDITION_ID)
-
-
-def _zero() -> Any:
-    import libsbml
-
-    return libsbml.parseL3Formula("0")
 
 
 __all__ = ["SCIML_SOLVER", "PreNetwork", "SciMLProblem", "load_sciml_problem"]
