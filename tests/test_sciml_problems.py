@@ -143,3 +143,11 @@ def test_unsupported_layer_is_named() -> None:
 
     with pytest.raises(NotSupportedError, match="Conv2d"):
         as_sequential(build_network(SUITE / "014" / "petab" / "net3.yaml"))
+
+
+@needs_suite
+def test_load_problem_points_sciml_problems_to_their_loader() -> None:
+    from sbmlhybrid.errors import InputError
+
+    with pytest.raises(InputError, match="load_sciml_problem"):
+        load_problem(SUITE / "001" / "petab" / "problem.yaml")

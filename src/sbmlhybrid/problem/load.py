@@ -176,6 +176,12 @@ def load_problem(
     if major.split(".")[0] == "2":
         from sbmlhybrid.problem.v2 import load_v2
 
+        extensions = config.get("extensions") or {}
+        if any(k in extensions for k in ("sciml", "petab_sciml")):
+            raise InputError(Issue(
+                "a PEtab SciML problem (neural networks in the extensions section): load it "
+                "with sbmlhybrid.sciml.importer.load_sciml_problem", str(path)))
+
         return load_v2(path, config, solver)
     if not isinstance(config, dict) or "problems" not in config:
         raise InputError(Issue("not a PEtab problem YAML (no 'problems' entry)", str(path)))
