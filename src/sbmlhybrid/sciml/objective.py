@@ -154,7 +154,7 @@ class SciMLObjective:
         for pid in self.model.x_free_ids:
             if pid in self.weight_map:
                 n, k, i = self.weight_map[pid]
-                x.append(float(params[n][k][i]))
+                x.append(float(params[n][k][i].detach()))
             elif pid in self.out_map:
                 x.append(float(outputs[pid].detach()))
             else:
