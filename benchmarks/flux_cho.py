@@ -38,11 +38,24 @@ import pandas as pd
 import petab.v1 as petab
 import torch
 from _common import machine
-from hybrid_cho import rmse_table, truth_problem
+from hybrid_cho import rmse_by_observable, rmse_table, truth_problem
 
 REPO = Path(__file__).resolve().parents[1]
 CHO = REPO / "petab_problems" / "cho_fedbatch"
 OUT = REPO / "benchmarks" / "results" / "flux_cho.json"
+
+
+def allocation_stats(ode, x_free: np.ndarray) -> tuple[Counter, torch.Tensor, float]:
+    """Active bounds (count of points), relative rate changes (n_points, n_rates) and the
+    largest residual (flux units) of the allocation along a TorchODE's trajectories."""
+    with torch.no_grad():
+        q, _v, qc = ode.coupled_trajectories(torch.tensor(x_free))
+    n = q.shape[-1]
+    f = torch.as_tensor(ode.coupling.factors)
+    q, qc = q.reshape(-1, n), qc.reshape(-1, n)
+    active = Counter(b for row in ode.coupling.layer.active_bounds(q * f) for b in row)
+    rel = (qc - q).abs() / q.abs().clamp_min(1e-12)
+    return active, rel, float(((qc - q) * f).abs().max())
 
 
 def consistency_at_truth(network: Path, dry_mass: float) -> dict:
@@ -52,39 +65,20 @@ def consistency_at_truth(network: Path, dry_mass: float) -> dict:
 
     cpl = cho_flux_coupling(network, dry_mass)
     ode = TorchODE(truth_problem("train", "truth"), flux_coupling=cpl, max_step=0.05)
-    x = torch.tensor(ode.x_nominal_free)
-    with torch.no_grad():
-        states = ode.simulate(x)  # (n_t, n_c, n_x)
-        p = ode.parameters_of(x)
-        q, rel, active = [], [], Counter()
-        for k, t in enumerate(ode.times):
-            qk, _v, qc = ode.coupled_rates(states[k], p, float(t))
-            q.append(qk)
-            rel.append((qc - qk).abs() / qk.abs().clamp_min(1e-12))
-            r = qk * torch.as_tensor(cpl.factors)
-            for row in cpl.layer.active_bounds(r):
-                active.update(row)
-    rel_t = torch.cat(rel)
-    n_points = rel_t.shape[0]
-    return {"dry_mass_g_per_1e9_cells": dry_mass, "n_points": n_points,
+    active, rel, _res = allocation_stats(ode, ode.x_nominal_free)
+    return {"dry_mass_g_per_1e9_cells": dry_mass, "n_points": rel.shape[0],
             "active_bounds_points": dict(active),
-            "max_rel_change_per_rate": dict(zip(cpl.symbols, rel_t.max(0).values.tolist())),
+            "max_rel_change_per_rate": dict(zip(cpl.symbols, rel.max(0).values.tolist())),
             "median_rel_change_per_rate": dict(zip(cpl.symbols,
-                                                   rel_t.median(0).values.tolist()))}
+                                                   rel.median(0).values.tolist()))}
 
 
 def torch_rmse(ode_truth, x_free: np.ndarray) -> dict[str, float]:
     """Per-observable RMSE / range of a TorchODE built on a truth problem."""
     with torch.no_grad():
-        y = ode_truth.observables(torch.tensor(x_free))
-    sim = y[ode_truth._m_time, ode_truth._m_cond, ode_truth._m_obs].numpy()
-    meas = ode_truth._m_y.numpy()
-    obs = np.array(ode_truth.observable_ids)[ode_truth._m_obs.numpy()]
-    out = {}
-    for oid in ode_truth.observable_ids:
-        m = obs == oid
-        out[oid] = float(np.sqrt(np.mean((sim[m] - meas[m]) ** 2)) / np.ptp(meas[m]))
-    return out
+        sim = ode_truth.measurement_simulations(torch.tensor(x_free)).numpy()
+    mdf = ode_truth.measurements
+    return rmse_by_observable(mdf["observableId"], sim, mdf["measurement"])
 
 
 def main() -> None:
@@ -208,19 +202,10 @@ def main() -> None:
         b[f"{split}_rmse_per_observable"] = torch_rmse(ode_t, x_b)
         b[f"{split}_rmse"] = float(np.mean(list(b[f"{split}_rmse_per_observable"].values())))
         if split == "test":
-            with torch.no_grad():
-                xt = torch.tensor(x_b)
-                st, p = ode_t.simulate(xt), ode_t.parameters_of(xt)
-                active, maxres = Counter(), 0.0
-                for k, t in enumerate(ode_t.times):
-                    qk, _v, qc = ode_t.coupled_rates(st[k], p, float(t))
-                    f = torch.as_tensor(cpl.factors)
-                    maxres = max(maxres, float(((qc - qk) * f).abs().max()))
-                    for row in cpl.layer.active_bounds(qk * f):
-                        active.update(row)
-                b["active_bounds_test_points"] = dict(active)
-                b["n_test_points"] = int(st.shape[0] * st.shape[1])
-                b["max_abs_residual_test"] = maxres
+            active, rel, maxres = allocation_stats(ode_t, x_b)
+            b["active_bounds_test_points"] = dict(active)
+            b["n_test_points"] = rel.shape[0]
+            b["max_abs_residual_test"] = maxres
     res["torch_bounds"] = b
     print(json.dumps({k: v for k, v in b.items() if "per_observable" not in k}), flush=True)
     gray = json.loads((OUT.parent / "hybrid_cho.json").read_text()).get("test_rmse_gray")

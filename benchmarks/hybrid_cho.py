@@ -50,17 +50,25 @@ def truth_problem(split: str, name: str):
     return dataclasses.replace(base, petab_problem=pp, name=name)
 
 
+def rmse_by_observable(observable_ids, simulation, truth) -> dict[str, float]:
+    """Per-observable RMSE of `simulation` vs `truth` divided by the truth's range."""
+    frame = pd.DataFrame({"observableId": np.asarray(observable_ids),
+                          "simulation": np.asarray(simulation, float),
+                          "measurement": np.asarray(truth, float)})
+    out = {}
+    for oid, g in frame.groupby("observableId"):
+        rng = g["measurement"].max() - g["measurement"].min()
+        out[oid] = float(np.sqrt(np.mean((g["simulation"] - g["measurement"]) ** 2)) / rng)
+    return out
+
+
 def rmse_table(objective) -> dict[str, float]:
     """Per-observable RMSE vs truth divided by the truth's range, at the nominal parameters."""
     sim = objective.simulate(objective.x_nominal_free)
     mdf = objective.problem.petab_problem.measurement_df
     assert list(sim["observableId"]) == list(mdf["observableId"])
-    sim["measurement"] = mdf["measurement"].to_numpy()  # AMICI's table renames it
-    out = {}
-    for oid, g in sim.groupby("observableId"):
-        rng = g["measurement"].max() - g["measurement"].min()
-        out[oid] = float(np.sqrt(np.mean((g["simulation"] - g["measurement"]) ** 2)) / rng)
-    return out
+    # AMICI's table renames the measurement column, so the truth comes from the problem
+    return rmse_by_observable(sim["observableId"], sim["simulation"], mdf["measurement"])
 
 
 def build(kind: str, widths: tuple[int, ...]):

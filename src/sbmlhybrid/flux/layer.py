@@ -44,13 +44,17 @@ class LinearMap:
         names = list(rate_ids) if rate_ids is not None else self.measured_ids
         if len(names) != len(self.measured_ids):
             raise InputError(f"rate_ids needs {len(self.measured_ids)} names, got {len(names)}")
-        out: dict[str, str] = {}
-        for fid, row, off in zip(self.flux_ids, self.A, self.b):
-            terms = [f"{a:.17g} * {nm}" for a, nm in zip(row, names) if abs(a) > tol]
-            if abs(off) > tol or not terms:
-                terms.append(f"{off:.17g}")
-            out[fid] = " + ".join(terms).replace("+ -", "- ")
-        return out
+        return {fid: affine_formula(row, names, off, tol)
+                for fid, row, off in zip(self.flux_ids, self.A, self.b)}
+
+
+def affine_formula(coefs: Sequence[float], names: Sequence[str], offset: float,
+                   tol: float = 1e-12) -> str:
+    """``"a1 * n1 + ... + offset"`` (SBML L3 infix, full precision); ``|a| <= tol`` dropped."""
+    terms = [f"{a:.17g} * {nm}" for a, nm in zip(coefs, names) if abs(a) > tol]
+    if abs(offset) > tol or not terms:
+        terms.append(f"{offset:.17g}")
+    return " + ".join(terms).replace("+ -", "- ")
 
 
 class FluxAllocation(nn.Module):

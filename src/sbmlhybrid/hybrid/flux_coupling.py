@@ -38,12 +38,14 @@ from petab.v1.models.sbml_model import SbmlModel
 
 from sbmlhybrid.errors import InputError, Issue
 from sbmlhybrid.flux import FluxAllocation
+from sbmlhybrid.flux.layer import affine_formula
 from sbmlhybrid.hybrid.hybridize import set_assignment_rule
 from sbmlhybrid.problem import Problem
 from sbmlhybrid.problem.validate import validate_problem
 
 KINETIC_SUFFIX = "__kinetic"
 FLUX_PREFIX = "flux__"
+_TOL = 1e-14  # drop only round-off: eps-sized entries of R (~1e-5 for CHO) are real
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,6 @@ def _sid(text: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
 
 
-def _affine(coefs: np.ndarray, names: Sequence[str], offset: float, tol: float = 1e-14) -> str:
-    terms = [f"{a:.17g} * {n}" for a, n in zip(coefs, names) if abs(a) > tol]
-    if abs(offset) > tol or not terms:
-        terms.append(f"{offset:.17g}")
-    return " + ".join(terms).replace("+ -", "- ")
-
-
 def couple_flux_allocation(problem: Problem, coupling: FluxCoupling, name: str | None = None,
                            model_id: str | None = None) -> Problem:
     """Insert the allocation's linear map between the rate laws and the balances.
@@ -163,11 +158,11 @@ def couple_flux_allocation(problem: Problem, coupling: FluxCoupling, name: str |
     r_ids = [f"{FLUX_PREFIX}r_{_sid(m)}" for m in lm.measured_ids]
     for rid, s, f in zip(r_ids, symbols, factors):
         set_assignment_rule(model, rid, f"{f:.17g} * {kinetic[s]}")
-    for fid, row, off in zip(lm.flux_ids, lm.A, lm.b):
-        set_assignment_rule(model, f"{FLUX_PREFIX}{_sid(fid)}", _affine(row, r_ids, off))
+    for fid, formula in lm.formulas(r_ids, _TOL).items():
+        set_assignment_rule(model, f"{FLUX_PREFIX}{_sid(fid)}", formula)
     for i, (m, s, f) in enumerate(zip(lm.measured_ids, symbols, factors)):
         res_id = f"{FLUX_PREFIX}res_{_sid(m)}"
-        set_assignment_rule(model, res_id, _affine(lm.R[i], r_ids, lm.c[i]))
+        set_assignment_rule(model, res_id, affine_formula(lm.R[i], r_ids, lm.c[i], _TOL))
         set_assignment_rule(model, s, f"({r_ids[i]} + {res_id}) / {f:.17g}")
     base = model.getId() or problem.name
     model.setId(model_id or f"{base}_flux")

@@ -114,6 +114,9 @@ class TorchODE(nn.Module):
         self.register_buffer("_defaults", torch.tensor([values[p] for p in self.param_ids],
                                                         dtype=DTYPE))
         intercept = flux_coupling.symbols if flux_coupling is not None else []
+        if flux_coupling is not None:
+            self.register_buffer("_factors", torch.as_tensor(flux_coupling.factors,
+                                                             dtype=DTYPE))
         missing = [s for s in intercept if s not in rules]
         if missing:
             raise InputError(f"coupled rates {missing} are not assignment-rule variables")
@@ -160,6 +163,9 @@ class TorchODE(nn.Module):
         formulas = [stage2(_sym(str(obs.loc[o, petab.OBSERVABLE_FORMULA]), o))
                     for o in self.observable_ids]
         self._obs = sp.lambdify([*args, *q_sym], formulas, "torch", cse=True)
+        # the allocation at output times is only needed when an observable reads a coupled rate
+        self._obs_reads_rates = any(str(s) in intercept for f in formulas
+                                    for s in f.free_symbols)
         self._sigma = sp.lambdify(p_sym, [stage2(_sym(str(obs.loc[o, petab.NOISE_FORMULA]),
                                                       f"noise of {o}"))
                                           for o in self.observable_ids], "torch")
@@ -178,6 +184,7 @@ class TorchODE(nn.Module):
         self._fixed = {p: float(pdf.loc[p, petab.NOMINAL_VALUE]) for p in pdf.index
                        if pdf.loc[p, petab.ESTIMATE] != 1}
         mdf = pp.measurement_df
+        self.measurements = mdf.reset_index(drop=True)  # rows of `measurement_simulations`
         self.condition_ids = list(dict.fromkeys(mdf[petab.SIMULATION_CONDITION_ID]))
         cdf = pp.condition_df
         self._overrides: list[dict[str, float | str]] = []
@@ -242,9 +249,8 @@ class TorchODE(nn.Module):
             return None
         args = [*x.unbind(-1), *p.unbind(-1), t]
         q = self._stack(self._kinetic(*args), x)
-        f = torch.as_tensor(self.coupling.factors, dtype=DTYPE)
-        v, res = self.coupling.layer(q * f)
-        return q, v, (q * f + res) / f
+        v, res = self.coupling.layer(q * self._factors)
+        return q, v, (q * self._factors + res) / self._factors
 
     def rhs(self, t: float | Tensor, x: Tensor, p: Tensor) -> Tensor:
         """d states / dt, (batch, n_states)."""
@@ -255,7 +261,9 @@ class TorchODE(nn.Module):
 
     def simulate(self, x_free: Tensor) -> Tensor:
         """States at ``self.times``: (n_times, n_conditions, n_states)."""
-        p = self.parameters_of(x_free)
+        return self._states(self.parameters_of(x_free))
+
+    def _states(self, p: Tensor) -> Tensor:
         x = self._stack(self._init(*p.unbind(-1), 0.0), p)
         out, t = [], 0.0
         for t_next in self.times:
@@ -272,22 +280,44 @@ class TorchODE(nn.Module):
             out.append(x)
         return torch.stack(out)
 
-    def observables(self, x_free: Tensor) -> Tensor:
-        """Observables at ``self.times``: (n_times, n_conditions, n_observables)."""
+    def coupled_trajectories(self, x_free: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The allocation along the simulated trajectories, at ``self.times``.
+
+        Returns ``(q_kinetic, v, q_consistent)``: (n_times, n_conditions, n_measured),
+        (n_times, n_conditions, n_fluxes), (n_times, n_conditions, n_measured).
+        """
+        if self.coupling is None:
+            raise InputError("this TorchODE has no flux coupling")
         p = self.parameters_of(x_free)
-        states = self.simulate(x_free)
+        states = self._states(p)
+        rates = [self.coupled_rates(states[k], p, float(t)) for k, t in enumerate(self.times)]
+        return tuple(torch.stack([r[i] for r in rates]) for i in range(3))  # type: ignore
+
+    def _observables(self, p: Tensor) -> Tensor:
+        states = self._states(p)
         ys = []
         for k, t in enumerate(self.times):
-            coupled = self.coupled_rates(states[k], p, float(t))
-            q = [] if coupled is None else list(coupled[2].unbind(-1))
+            q: list[Tensor | float] = []
+            if self.coupling is not None:  # unread arguments get placeholders
+                q = list(self.coupled_rates(states[k], p, float(t))[2].unbind(-1)) \
+                    if self._obs_reads_rates else [0.0] * len(self.coupling.symbols)
             ys.append(self._stack(self._obs(*states[k].unbind(-1), *p.unbind(-1), float(t), *q),
                                   p))
         return torch.stack(ys)
 
+    def observables(self, x_free: Tensor) -> Tensor:
+        """Observables at ``self.times``: (n_times, n_conditions, n_observables)."""
+        return self._observables(self.parameters_of(x_free))
+
+    def measurement_simulations(self, x_free: Tensor) -> Tensor:
+        """The simulated value of every measurement-table row, shape (n_measurements,)."""
+        return self._observables(self.parameters_of(x_free))[self._m_time, self._m_cond,
+                                                              self._m_obs]
+
     def nll(self, x_free: Tensor) -> Tensor:
         """Negative log-likelihood of the measurement table (same value as AMICI's -llh)."""
-        y = self.observables(x_free)[self._m_time, self._m_cond, self._m_obs]
         p = self.parameters_of(x_free)
+        y = self._observables(p)[self._m_time, self._m_cond, self._m_obs]
         sigma = self._stack(self._sigma(*p.unbind(-1)), p)[self._m_cond, self._m_obs]
         r = (y - self._m_y) / sigma
         return 0.5 * torch.sum(r**2 + torch.log(2 * math.pi * sigma**2))
