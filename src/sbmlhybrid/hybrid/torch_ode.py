@@ -40,6 +40,15 @@ DTYPE = torch.float64
 _FAILED_STEP_VALUE = 1e20  # objective reported for a line-search trial whose simulation failed
 
 
+def unscale(x: Tensor, scale: str) -> Tensor:
+    """A PEtab-scaled value (``lin``/``log``/``log10``) on linear scale, differentiably."""
+    if scale == petab.LOG10:
+        return 10.0 ** x
+    if scale == petab.LOG:
+        return torch.exp(x)
+    return x
+
+
 def _sym(formula: str, what: str) -> sp.Expr:
     try:
         expr = sympify_petab(formula)
@@ -212,8 +221,7 @@ class TorchODE(nn.Module):
         x = torch.as_tensor(x_free, dtype=DTYPE)
         value: dict[str, Tensor] = {}
         for i, (pid, s) in enumerate(zip(self.x_free_ids, self.scales)):
-            value[pid] = 10 ** x[i] if s == petab.LOG10 else (torch.exp(x[i]) if s == petab.LOG
-                                                              else x[i])
+            value[pid] = unscale(x[i], s)
         base = []
         for j, pid in enumerate(self.param_ids):
             if pid in value:

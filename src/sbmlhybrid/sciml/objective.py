@@ -24,6 +24,7 @@ from torch.func import functional_call
 
 from sbmlhybrid.errors import InputError
 from sbmlhybrid.hybrid.network import weight_ids
+from sbmlhybrid.hybrid.torch_ode import unscale
 from sbmlhybrid.objective import create_objective
 from sbmlhybrid.problem.v2 import simulation_table_to_v2
 
@@ -58,14 +59,6 @@ def unrolled_weight_keys(term: Any, layer_of: dict[int, str]
         pos, arr = key.split(".")
         out.append((pid, f"{layer_of[int(pos)]}.{arr}", idx))
     return out
-
-
-def _unscale(x: torch.Tensor, scale: str) -> torch.Tensor:
-    if scale == petab.LOG10:
-        return 10.0 ** x
-    if scale == petab.LOG:
-        return torch.exp(x)
-    return x
 
 
 class SciMLObjective:
@@ -139,7 +132,7 @@ class SciMLObjective:
                         args.append(torch.as_tensor(arg[0], dtype=torch.float64))
                         continue
                     args.append(torch.stack([
-                        _unscale(leaves[v], self.scales[v]) if isinstance(v, str)
+                        unscale(leaves[v], self.scales[v]) if isinstance(v, str)
                         else torch.tensor(float(v), dtype=torch.float64) for v in arg]))
                 y = functional_call(net, params[pre.nn_id], tuple(args))
                 y = (y[0] if isinstance(y, tuple) else y).reshape(-1)
