@@ -28,3 +28,20 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     tmp.replace(path)
     print(f"wrote {path}")
     return path
+
+
+def git_commit() -> str:
+    """Commit of the checkout ("+dirty" when tracked files differ from it)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def load1() -> float:
+    """1-minute load average (timings count only at <= 2)."""
+    return round(os.getloadavg()[0], 2)

@@ -15,15 +15,11 @@ import pypesto.optimize as optimize
 import pypesto.store
 import pytest
 
+from sbmlhybrid.cli.core import _minibatch_optimizer
 from sbmlhybrid.errors import InputError
 from sbmlhybrid.objective import create_objective
 from sbmlhybrid.optimize import FitSettings, fit
-from sbmlhybrid.optimize.minibatch import (
-    TRACE_COLUMNS,
-    MiniBatchAdam,
-    MiniBatchOptimizer,
-    optimizer_from_cli,
-)
+from sbmlhybrid.optimize.minibatch import TRACE_COLUMNS, MiniBatchOptimizer
 from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator
 from sbmlhybrid.optimize.minibatch_rules import METHODS, UpdateRule, learning_rate
 from sbmlhybrid.problem import load_problem
@@ -93,7 +89,10 @@ def test_every_optimizer_decreases_the_objective(blowup, method: str) -> None:
     assert r.exitflag == 0
     assert r.fval < 0.9 * f0, (method, r.fval, f0)
     assert r["n_iterations"] == 6 * 3
-    assert r["n_work_batches"] == 6 * 6  # no failures at these settings
+    # no failures at these settings: 6 epochs x 6 conditions in batches, plus 7 monitoring
+    # evaluations (start + every epoch) of all 6 conditions with gradients
+    assert r["n_simulations"] == 6 * 6
+    assert r["work_sensitivity"] == 6 * 6 + 7 * 6 and r["work_forward"] == 0
 
 
 def test_rescue_after_failed_integrations_and_run_finishes(blowup) -> None:
@@ -149,7 +148,7 @@ def test_same_seed_same_trajectory(blowup) -> None:
 @pytest.mark.parametrize("history_beats_optimizer", [True, False])
 def test_result_is_the_full_objective_at_x(blowup, history_beats_optimizer: bool) -> None:
     problem = blowup.pypesto_problem
-    opt = MiniBatchAdam(batch_size=1, epochs=3, seed=0)
+    opt = MiniBatchOptimizer(method="adam", batch_size=1, epochs=3, seed=0)
     r = _run(problem, opt, options=optimize.OptimizeOptions(
         history_beats_optimizer=history_beats_optimizer))
     f_full, g_full = _full(problem, r.x)
@@ -213,15 +212,17 @@ def test_update_rules() -> None:
 
 
 def test_cli_and_fit_with_a_minibatch_optimizer(blowup, tmp_path: Path) -> None:
-    ns = argparse.Namespace(optimizer="adam", batch_size=2, epochs=3, learning_rate=0.05,
-                            seed=4, max_iter=1000)
-    opt = optimizer_from_cli(ns)
+    base = dict(batch_size=None, epochs=None, max_steps=None, learning_rate=None,
+                schedule=None, polish=None, seed=4, max_iter=1000, threads=1)
+    ns = argparse.Namespace(**(base | dict(optimizer="adam", batch_size=2, epochs=3,
+                                           learning_rate=0.05)))
+    opt = _minibatch_optimizer(ns)
     assert isinstance(opt, MiniBatchOptimizer)
     assert (opt.options.batch_size, opt.options.epochs, opt.options.seed) == (2, 3, 4)
     assert opt.options.rates() == (0.05, 0.05, "constant")
-    assert optimizer_from_cli(argparse.Namespace(optimizer="fides")) is None
-    with pytest.raises(InputError):
-        optimizer_from_cli(argparse.Namespace(optimizer="bogus"))
+    assert _minibatch_optimizer(argparse.Namespace(**(base | {"optimizer": "fides"}))) is None
+    with pytest.raises(InputError, match="--optimizer"):
+        _minibatch_optimizer(argparse.Namespace(**(base | {"optimizer": "bogus"})))
     result = fit(blowup, FitSettings(n_starts=2, optimizer=opt, seed=1),
                  output=tmp_path / "r.hdf5", progress=False)
     stored = pypesto.store.read_result(str(tmp_path / "r.hdf5"), optimize=True)

@@ -93,10 +93,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from sbmlhybrid.optimize import FitSettings, fit, summary_table
     from sbmlhybrid.results import write_fit_plots
 
+    if args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
     optimizer = _minibatch_optimizer(args) or args.optimizer
     settings = FitSettings(n_starts=args.starts, optimizer=optimizer, engine=args.engine,
                            workers=args.workers, seed=args.seed, max_iter=args.max_iter)
     objective = _objective(args)
+    objective.n_threads = args.threads
     out = Path(args.output)
     result = fit(objective, settings, output=out / "result.hdf5", overwrite=args.overwrite,
                  progress=not args.no_progress)
@@ -113,12 +116,43 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _minibatch_optimizer(args: argparse.Namespace):
-    """Mini-batch optimizers register themselves in sbmlhybrid.optimize when available."""
-    try:
-        from sbmlhybrid.optimize import minibatch  # type: ignore[attr-defined]
-    except ImportError:
+    """A mini-batch optimizer from ``--optimizer NAME --batch-size --epochs ...``, or None.
+
+    Options that only mini-batch optimizers take are refused with a full-batch optimizer,
+    and every value is checked (InputError names the option: exit code 2).
+    """
+    from sbmlhybrid.optimize import METHODS, OPTIMIZERS, MiniBatchOptimizer
+
+    name = str(args.optimizer).lower()
+    given = {opt: getattr(args, dest) for opt, dest in _MINIBATCH_OPTIONS.items()
+             if getattr(args, dest, None) is not None}
+    if name in OPTIMIZERS:
+        if given:
+            raise InputError(f"{', '.join(given)} only apply to mini-batch optimizers "
+                             f"({', '.join(METHODS)}), not --optimizer {name}")
         return None
-    return minibatch.optimizer_from_cli(args)
+    if name not in METHODS:
+        raise InputError(f"unknown --optimizer {name!r}; choose from "
+                         f"{', '.join(OPTIMIZERS + METHODS)}")
+    for opt in ("--batch-size", "--epochs", "--max-steps"):
+        if opt in given and given[opt] < 1:
+            raise InputError(f"{opt} must be >= 1, got {given[opt]}")
+    if "--learning-rate" in given and not given["--learning-rate"] > 0:
+        raise InputError(f"--learning-rate must be > 0, got {given['--learning-rate']}")
+    if "--polish" in given and given["--polish"] not in OPTIMIZERS:
+        raise InputError(f"unknown --polish optimizer {given['--polish']!r}; choose from "
+                         f"{', '.join(OPTIMIZERS)}")
+    options = {dest: value for opt, value in given.items()
+               for dest in [_MINIBATCH_OPTIONS[opt]]}
+    return MiniBatchOptimizer(method=name, seed=args.seed, n_threads=args.threads,
+                              polish_max_iter=args.max_iter if "--polish" in given else 50,
+                              **options)
+
+
+#: CLI option -> MiniBatchOptions field (all default to None: "not given").
+_MINIBATCH_OPTIONS = {"--batch-size": "batch_size", "--epochs": "epochs",
+                      "--max-steps": "max_steps", "--learning-rate": "learning_rate",
+                      "--schedule": "schedule", "--polish": "polish"}
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -137,6 +171,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sbmlhybrid.objective.model_objective import DEFAULT_THREADS
     from sbmlhybrid.optimize import ENGINES
 
     p = subparsers.add_parser("validate", help="lint a PEtab problem (exit 2 if invalid)")
@@ -162,9 +197,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="results", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--batch-size", type=int, help="mini-batch size (mini-batch optimizers)")
-    p.add_argument("--epochs", type=int, help="epochs (mini-batch optimizers)")
-    p.add_argument("--learning-rate", type=float, help="start learning rate (mini-batch)")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help="AMICI threads simulating the conditions of an evaluation "
+                   f"(default {DEFAULT_THREADS})")
+    g = p.add_argument_group("mini-batch optimizers (--optimizer sgd, adam, rmsprop, ...)")
+    g.add_argument("--batch-size", type=int, help="conditions per batch (default 8)")
+    g.add_argument("--epochs", type=int, help="maximum passes over the conditions (default 50)")
+    g.add_argument("--max-steps", type=int, help="maximum batch updates (default: no limit)")
+    g.add_argument("--learning-rate", type=float, help="start learning rate (default per method)")
+    g.add_argument("--schedule", help="learning-rate schedule: constant, linear, "
+                   "inverse-linear, logarithmic")
+    g.add_argument("--polish", help="full-batch optimizer run after the mini-batch phase "
+                   "(fides or lbfgsb; its iteration limit is --max-iter)")
     p.set_defaults(func=cmd_fit)
 
     p = subparsers.add_parser("cache", help="list or clear the compiled-model cache")

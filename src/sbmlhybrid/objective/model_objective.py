@@ -25,6 +25,7 @@ from amici.sim._parameter_mapping import ParameterMapping
 
 from sbmlhybrid.build import CompiledModel, compile_problem
 from sbmlhybrid.errors import InputError, Issue, SimulationError
+from sbmlhybrid.objective.work import WorkCounter, install_work_counter
 from sbmlhybrid.problem import Problem
 
 logging.getLogger("amici.sim.sundials").setLevel(logging.WARNING)  # floods at DEBUG otherwise
@@ -34,6 +35,9 @@ logging.getLogger("amici.sim.sundials").setLevel(logging.WARNING)  # floods at D
 # 14.6 s adjoint (benchmarks/results/overhead.json); binding_chain (10 inputs) adjoint 1.5x
 # slower (benchmarks/results/torch_layer.json). Forward up to this many estimated parameters.
 ADJOINT_ABOVE_N_PARAMETERS = 25
+#: AMICI (OpenMP) threads simulating the conditions of one evaluation; see
+#: benchmarks/results/minibatch_scale.json ("threads") for the measurement behind it.
+DEFAULT_THREADS = 1
 
 
 @dataclass
@@ -61,6 +65,7 @@ class ModelObjective:
 
     Attributes:
         pypesto_problem: pyPESTO problem (bounds, scales, fixed parameters, priors).
+        work: Counter of the conditions simulated (`sbmlhybrid.objective.work`).
         amici_objective: The underlying `pypesto.objective.AmiciObjective`.
         conditions: (preequilibration id or "", simulation id) per experimental condition,
             in the order of `amici_objective.edatas`.
@@ -86,6 +91,9 @@ class ModelObjective:
         # pyPESTO's Problem deep-copies its objective (and wraps it with priors): use the copy
         # it optimizes, so solver settings and subset calls act on what `fit` runs.
         self.amici_objective = _find_amici_objective(self.pypesto_problem.objective)
+        # Every simulation of the objective that optimizers call is counted (one unit of work
+        # = one condition with sensitivities; see sbmlhybrid.objective.work).
+        self.work: WorkCounter = install_work_counter(self.amici_objective)
         self.pypesto_problem.problem_name = problem.name  # type: ignore[attr-defined]
         sim_conditions = petab.get_simulation_conditions(problem.petab_problem.measurement_df)
         pre = sim_conditions.get(petab.PREEQUILIBRATION_CONDITION_ID,
@@ -100,6 +108,18 @@ class ModelObjective:
             method = "adjoint" if n_free > ADJOINT_ABOVE_N_PARAMETERS else "forward"
         self.sensitivity_method = method
         self.apply_solver_settings()
+        self.n_threads = DEFAULT_THREADS
+
+    @property
+    def n_threads(self) -> int:
+        """AMICI (OpenMP) threads that simulate the conditions of an evaluation in parallel."""
+        return int(self.amici_objective.n_threads)
+
+    @n_threads.setter
+    def n_threads(self, value: int) -> None:
+        if int(value) < 1:
+            raise InputError(f"number of threads must be >= 1, got {value}")
+        self.amici_objective.n_threads = int(value)
 
     # ---- settings -------------------------------------------------------------------------
     def apply_solver_settings(self) -> None:

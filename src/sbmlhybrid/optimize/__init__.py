@@ -5,18 +5,14 @@ Mini-batch optimizers over conditions (SGD, momentum, RMSProp, Adam, Adadelta):
 `MiniBatchOptimizer` (`sbmlhybrid.optimize.minibatch`), usable as `FitSettings.optimizer`.
 """
 
+from sbmlhybrid.optimize.counted import CountedOptimizer
 from sbmlhybrid.optimize.minibatch import (
-    MiniBatchAdadelta,
-    MiniBatchAdam,
-    MiniBatchAdamClassic,
-    MiniBatchMomentum,
+    FULLBATCH_OPTIMIZERS,
     MiniBatchOptimizer,
     MiniBatchOptions,
-    MiniBatchRMSProp,
-    MiniBatchSGD,
-    MiniBatchVanilla,
     minibatch_optimizer,
 )
+from sbmlhybrid.optimize.minibatch_rules import METHODS, SCHEDULES
 from sbmlhybrid.optimize.multistart import (
     ENGINES,
     OPTIMIZERS,
@@ -27,7 +23,6 @@ from sbmlhybrid.optimize.multistart import (
     summary_table,
 )
 
-__all__ = ["ENGINES", "OPTIMIZERS", "FitSettings", "fit", "make_optimizer", "start_points",
-           "summary_table", "MiniBatchOptimizer", "MiniBatchOptions", "MiniBatchSGD",
-           "MiniBatchVanilla", "MiniBatchMomentum", "MiniBatchRMSProp", "MiniBatchAdam",
-           "MiniBatchAdamClassic", "MiniBatchAdadelta", "minibatch_optimizer"]
+__all__ = ["ENGINES", "FULLBATCH_OPTIMIZERS", "METHODS", "OPTIMIZERS", "SCHEDULES",
+           "CountedOptimizer", "FitSettings", "MiniBatchOptimizer", "MiniBatchOptions", "fit",
+           "make_optimizer", "minibatch_optimizer", "start_points", "summary_table"]

@@ -15,8 +15,11 @@ Algorithm (per start):
   conditions are reshuffled with a generator seeded by (seed, start id) and cut into batches
   of `batch_size` (the last one may be smaller). The batch objective is the mean over its
   conditions; priors enter with weight batch_size / n_conditions (see `minibatch_eval`).
-* Each batch gradient gives a step from the update rule at the epoch's learning rate; the new
-  point is clipped to the bounds (parameters on PEtab scale, free parameters only).
+* Each batch gradient gives a step from the update rule; the new point is clipped to the
+  bounds (parameters on PEtab scale, free parameters only). The learning rate follows its
+  schedule over the steps of the run (epochs x batches, or `max_steps`): a budget in steps
+  costs the same work whatever the number of conditions, which is where mini-batching saves
+  work on many-condition problems.
 * Rescue: a failed condition is retried with tolerances relaxed x100 (up to 6 times). If the
   batch still fails, or its cost or gradient is non-finite, the previous step is undone and
   retried x1/5 shorter. After 10 failures in a row the rule's state is reset, the point goes
@@ -25,14 +28,19 @@ Algorithm (per start):
   their size, growing x1.3 per successful batch. A batch that fails even there is skipped.
 * Optional batch line search: up to `line_search_steps` parabolic interpolations of the
   batch cost along the step (cost only, no gradient).
-* Stopping: number of epochs, wall time, or (on the full objective, evaluated every
+* Stopping: number of epochs or steps, wall time, or (on the full objective, evaluated every
   `full_eval_every` epochs) a gradient norm below `gtol` or a relative improvement below
   `ftol` over `patience` evaluations.
+* Polish (optional): a short full-batch fides or L-BFGS-B run from the mini-batch end point,
+  so the result is a converged full-objective optimum (mini-batch steps get close quickly
+  but keep jittering at the batch noise level).
 * Result: only full-objective evaluations go through ``problem.objective`` (and thus into the
   history); batch evaluations are history-free. The result's `x`/`fval`/`grad` are the best
   full evaluation, so they stay full-objective values whatever `history_beats_optimizer` is.
   Extra result fields: ``minibatch_trace`` (rows per full evaluation, columns
-  `TRACE_COLUMNS`) and the rescue counters.
+  `TRACE_COLUMNS`), the work done (``work_sensitivity``, ``work_forward``: conditions
+  simulated with / without sensitivities, counted by `sbmlhybrid.objective.work`) and the
+  rescue counters.
 * Parallel batches: `n_threads` > 1 lets AMICI simulate a batch's conditions with OpenMP.
   Measured on the shared 2-core box (load ~8): Isensee, 16 conditions, 3.89 s with 2 threads
   vs 3.94 s with 1; CHO, 8 conditions, 0.60-0.65 s vs 0.55 s. No gain here, so the default is 1.
@@ -40,9 +48,6 @@ Algorithm (per start):
 
 from __future__ import annotations
 
-import argparse
-import time
-import zlib
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -53,17 +58,12 @@ from pypesto.optimize.optimizer import Optimizer, minimize_decorator_collection
 from pypesto.result import OptimizerResult
 
 from sbmlhybrid.errors import InputError
+from sbmlhybrid.objective.model_objective import DEFAULT_THREADS
+from sbmlhybrid.optimize._minibatch_run import MiniBatchRun
 from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator, RescueCounters
-from sbmlhybrid.optimize.minibatch_rules import (
-    METHODS,
-    SCHEDULES,
-    UpdateRule,
-    default_learning_rates,
-    learning_rate,
-    parabolic_minimum,
-)
+from sbmlhybrid.optimize.minibatch_rules import METHODS, SCHEDULES, default_learning_rates
 
-TRACE_COLUMNS = ("epoch", "iterations", "work", "work_monitor", "wall_s", "fval", "grad_norm",
+TRACE_COLUMNS = ("epoch", "iterations", "work", "work_forward", "wall_s", "fval", "grad_norm",
                  "learning_rate")
 FULLBATCH_OPTIMIZERS = ("fides", "lbfgsb")
 
@@ -76,13 +76,18 @@ class MiniBatchOptions:
         method: Update rule, one of `METHODS` (see `minibatch_rules`).
         batch_size: Conditions per batch (capped at the number of conditions).
         epochs: Maximum number of epochs (passes over all conditions).
+        max_steps: Maximum number of batch updates (None: epochs x batches per epoch). The
+            learning-rate schedule runs over the steps of the run, so a budget in steps is
+            the same whatever the number of conditions.
         learning_rate: Start rate (default per method: `default_learning_rates`).
         learning_rate_end: Rate of the last epoch (default: per method, or `learning_rate`
             when that is given and no schedule is).
         schedule: One of `SCHEDULES` (default per method, "constant" with an explicit rate).
         seed: Seed of the shuffling (combined with the start id).
         max_time: Wall-time limit in seconds.
-        full_eval_every: Evaluate the full objective every this many epochs (and at the end).
+        full_eval_every: Evaluate the full objective at the start and every this many
+            epochs; 0: only at the end (none at all with `polish`, whose first evaluation is
+            the full objective at the mini-batch end point).
         full_gradient: Also compute the full gradient there (needed for `gtol` and for the
             result's `grad`; without it the evaluation is a cheap forward simulation).
         gtol: Stop when the full gradient norm is below this.
@@ -97,11 +102,15 @@ class MiniBatchOptions:
         max_failures: Failures in a row before the rule's state is reset.
         restart_step_factor: Step factor after a reset (grows by `step_growth` per success).
         step_growth: Growth of the step factor per successful batch after a reset.
+        polish: Full-batch optimizer run from the mini-batch end point ("fides", "lbfgsb";
+            None: no polish). The result is then the polished full-objective optimum.
+        polish_max_iter: Iteration limit of the polish.
     """
 
     method: str = "adam"
     batch_size: int = 8
     epochs: int = 50
+    max_steps: int | None = None
     learning_rate: float | None = None
     learning_rate_end: float | None = None
     schedule: str | None = None
@@ -113,24 +122,38 @@ class MiniBatchOptions:
     ftol: float = 0.0
     patience: int = 3
     line_search_steps: int = 0
-    n_threads: int = 1
+    n_threads: int = DEFAULT_THREADS
     relax_factor: float = 100.0
     max_relaxations: int = 6
     step_shrink: float = 0.2
     max_failures: int = 10
     restart_step_factor: float = 0.01
     step_growth: float = 1.3
+    polish: str | None = None
+    polish_max_iter: int = 50
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown mini-batch method {self.method!r}; choose from {METHODS}")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {self.schedule!r}; choose from {SCHEDULES}")
-        for name in ("batch_size", "epochs", "full_eval_every", "patience", "max_failures"):
+        for name in ("batch_size", "epochs", "patience", "max_failures", "n_threads",
+                     "polish_max_iter"):
             if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.full_eval_every < 0:
+            raise InputError(f"full_eval_every must be >= 0, got {self.full_eval_every}")
+        for name in ("learning_rate", "learning_rate_end"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise InputError(f"{name} must be a positive number, got {value}")
         if not 0 < self.step_shrink < 1:
             raise InputError("step_shrink must be in (0, 1)")
+        if self.polish is not None and self.polish not in FULLBATCH_OPTIMIZERS:
+            raise InputError(f"unknown polish optimizer {self.polish!r}; choose from "
+                             f"{FULLBATCH_OPTIMIZERS}")
 
     def rates(self) -> tuple[float, float, str]:
         """(start rate, end rate, schedule) after filling in the per-method defaults."""
@@ -198,210 +221,9 @@ class MiniBatchOptimizer(Optimizer):
             raise InputError("mini-batch optimizers need a start point x0")
         with BatchEvaluator(problem, self.options.relax_factor, self.options.max_relaxations,
                             self.options.n_threads) as evaluator:
-            return _Run(self.options, problem, evaluator, id).run(np.asarray(x0, float))
-
-
-class _Run:
-    """State of one mini-batch optimization (one start)."""
-
-    def __init__(self, opts: MiniBatchOptions, problem: pypesto.Problem,
-                 evaluator: BatchEvaluator, start_id: str | None):
-        self.o, self.problem, self.ev = opts, problem, evaluator
-        self.lb, self.ub = np.asarray(problem.lb, float), np.asarray(problem.ub, float)
-        key = zlib.crc32(str(start_id if start_id is not None else "").encode())
-        self.rng = np.random.default_rng([opts.seed, key])
-        self.rule = UpdateRule.create(opts.method)
-        self.t0 = time.perf_counter()
-        self.trace: list[list[float]] = []
-        self.best: tuple[float, np.ndarray | None, np.ndarray | None] = (np.inf, None, None)
-        self.n_iter = 0
-        self.work_monitor = 0
-        self.stats = {"n_step_shrinks": 0, "n_resets": 0, "n_skipped_batches": 0,
-                      "n_line_search_evals": 0}
-
-    def _full(self, x: np.ndarray, epoch: int, lr: float) -> tuple[float, float]:
-        """Full objective (through problem.objective: recorded in the history)."""
-        if self.o.full_gradient:
-            fval, grad = self.problem.objective(x, sensi_orders=(0, 1))
-            fval, grad = float(fval), np.asarray(grad, float)
-            gnorm = float(np.linalg.norm(grad)) if np.all(np.isfinite(grad)) else np.inf
-        else:
-            fval, grad = float(self.problem.objective(x, sensi_orders=(0,))), None
-            gnorm = np.nan
-        self.work_monitor += self.ev.n_conditions
-        if np.isfinite(fval) and (grad is None or np.all(np.isfinite(grad))):
-            self.x_safe = x.copy()  # every condition integrates here
-            if fval < self.best[0]:
-                self.best = (fval, x.copy(), grad)
-        self.trace.append([epoch, self.n_iter, self.ev.counters.n_simulations,
-                           self.work_monitor, time.perf_counter() - self.t0, fval, gnorm, lr])
-        return fval, gnorm
-
-    def _clip(self, x: np.ndarray) -> np.ndarray:
-        return np.clip(x, self.lb, self.ub)
-
-    def _line_search(self, x: np.ndarray, idx: np.ndarray, f0: float, g: np.ndarray,
-                     step: np.ndarray) -> np.ndarray:
-        d0 = float(g @ step)
-        alpha_total, f_cur = 1.0, f0
-        for _ in range(self.o.line_search_steps):
-            f1, _g = self.ev.batch(self._clip(x + alpha_total * step), idx, gradient=False)
-            self.stats["n_line_search_evals"] += 1
-            if not np.isfinite(f1):
-                alpha_total *= self.o.step_shrink
-                continue
-            alpha = parabolic_minimum(f_cur, d0 * alpha_total, f1)
-            if abs(alpha - 1.0) < 0.05 or (f1 < f_cur and alpha >= 1.0):
-                break
-            alpha_total *= alpha
-        return alpha_total * step
-
-    def _evaluate(self, x: np.ndarray, idx: np.ndarray, prev: tuple | None
-                  ) -> tuple[np.ndarray, float | None, np.ndarray | None, tuple | None]:
-        """Batch value at x, undoing/shrinking the previous step on failure.
-
-        Returns (x to continue from, f, g, prev); f and g are None if the batch is skipped.
-        """
-        while True:
-            f, g = self.ev.batch(x, idx)
-            if np.isfinite(f) and np.all(np.isfinite(g)):
-                return x, f, g, prev
-            self.consecutive += 1
-            if prev is None:  # nothing to undo: the accepted point itself fails this batch
-                self.stats["n_skipped_batches"] += 1
-                return x, None, None, None
-            x_prev, step = prev
-            if self.consecutive >= self.o.max_failures:
-                self.stats["n_resets"] += 1
-                self.rule.reset()
-                self.factor = self.o.restart_step_factor
-                self.consecutive = 0
-                x, prev = self.x_safe.copy(), None
-                continue
-            self.stats["n_step_shrinks"] += 1
-            step = step * self.o.step_shrink
-            x, prev = self._clip(x_prev + step), (x_prev, step)
-
-    def run(self, x0: np.ndarray) -> OptimizerResult:
-        o, n = self.o, self.ev.n_conditions
-        start, end, schedule = o.rates()
-        batch_size = min(o.batch_size, n)
-        x = self._clip(x0)
-        self.factor, self.consecutive, self.x_safe = 1.0, 0, x.copy()
-        prev: tuple | None = None
-        lr = learning_rate(schedule, start, end, 0, o.epochs)
-        self._full(x, 0, lr)
-        exitflag, message, epoch = 0, f"finished {o.epochs} epochs", 0
-        history_f = [self.best[0]]
-        for epoch in range(o.epochs):
-            lr = learning_rate(schedule, start, end, epoch, o.epochs)
-            perm = self.rng.permutation(n)
-            n_ok = 0
-            for k in range(0, n, batch_size):
-                if time.perf_counter() - self.t0 > o.max_time:
-                    break
-                idx = perm[k:k + batch_size]
-                x, f, g, prev = self._evaluate(x, idx, prev)
-                if f is None or g is None:
-                    self.consecutive = 0
-                    continue
-                n_ok += 1
-                self.consecutive = 0
-                step = self.rule.step(g, lr) * self.factor
-                self.factor = min(1.0, self.factor * o.step_growth)
-                if o.line_search_steps > 0:
-                    step = self._line_search(x, idx, f, g, step)
-                x_new = self._clip(x + step)
-                prev, x = (x, x_new - x), x_new
-                self.n_iter += 1
-            timeout = time.perf_counter() - self.t0 > o.max_time
-            if n_ok == 0 and not timeout:
-                exitflag, message = -1, f"no batch could be evaluated in epoch {epoch + 1}"
-                break
-            last = epoch == o.epochs - 1
-            if (epoch + 1) % o.full_eval_every == 0 or last or timeout:
-                fval, gnorm = self._full(x, epoch + 1, lr)
-                history_f.append(self.best[0])
-                if gnorm < o.gtol:
-                    exitflag, message = 1, f"full gradient norm {gnorm:.3g} < gtol"
-                    break
-                if o.ftol > 0 and len(history_f) > o.patience:
-                    old = history_f[-1 - o.patience]
-                    if old - self.best[0] < o.ftol * max(1.0, abs(self.best[0])):
-                        exitflag, message = 1, f"plateau over {o.patience} full evaluations"
-                        break
-            if timeout:
-                exitflag, message = 2, f"wall time {o.max_time:g} s exceeded"
-                break
-        return self._result(exitflag, message, epoch + 1)
-
-    def _result(self, exitflag: int, message: str, n_epochs: int) -> OptimizerResult:
-        fval, x, grad = self.best
-        if x is None:
-            exitflag, message = -1, message + "; no finite full objective value"
-        result = OptimizerResult(x=x, fval=fval, grad=grad, exitflag=exitflag, message=message,
-                                 optimizer=f"minibatch-{self.o.method}")
-        result["minibatch_trace"] = np.asarray(self.trace, dtype=float)
-        result["n_epochs"] = int(n_epochs)
-        result["n_iterations"] = int(self.n_iter)
-        result["n_work_batches"] = int(self.ev.counters.n_simulations)
-        result["n_work_monitor"] = int(self.work_monitor)
-        for key, value in asdict(self.ev.counters).items():
-            result[key] = int(value)
-        for key, value in self.stats.items():
-            result[key] = int(value)
-        return result
-
-
-class _Named(MiniBatchOptimizer):
-    """A `MiniBatchOptimizer` with a fixed update rule."""
-
-    METHOD = "adam"
-
-    def __init__(self, options: MiniBatchOptions | None = None, **kwargs: object):
-        super().__init__(options, **(kwargs | {"method": self.METHOD}))
-
-
-class MiniBatchSGD(_Named):
-    """Plain mini-batch SGD (step = -lr * g)."""
-
-    METHOD = "sgd"
-
-
-class MiniBatchVanilla(_Named):
-    """Normalized-step SGD (parPE's "vanilla": the learning rate is the step length)."""
-
-    METHOD = "vanilla"
-
-
-class MiniBatchMomentum(_Named):
-    """SGD with heavy-ball momentum (0.9)."""
-
-    METHOD = "momentum"
-
-
-class MiniBatchRMSProp(_Named):
-    """RMSProp (decay 0.9)."""
-
-    METHOD = "rmsprop"
-
-
-class MiniBatchAdam(_Named):
-    """Adam in the paper's balanced form (beta1 = beta2 = 0.9)."""
-
-    METHOD = "adam"
-
-
-class MiniBatchAdamClassic(_Named):
-    """Adam in the classic form (beta1 = 0.9, beta2 = 0.999)."""
-
-    METHOD = "adam-classic"
-
-
-class MiniBatchAdadelta(_Named):
-    """Adadelta (rho 0.95, eps 1e-6; learning rate 1 by default)."""
-
-    METHOD = "adadelta"
+            run = MiniBatchRun(self.options, problem, evaluator, id, history_options,
+                               optimize_options)
+            return run.run(np.asarray(x0, float))
 
 
 def minibatch_optimizer(method: str, **options: object) -> MiniBatchOptimizer:
@@ -412,25 +234,3 @@ def minibatch_optimizer(method: str, **options: object) -> MiniBatchOptimizer:
 def counters_of(result: OptimizerResult) -> RescueCounters:
     """The rescue counters stored in a mini-batch result."""
     return RescueCounters(**{f.name: int(result.get(f.name, 0)) for f in fields(RescueCounters)})
-
-
-def optimizer_from_cli(args: argparse.Namespace) -> MiniBatchOptimizer | None:
-    """Optimizer for ``sbmlhybrid fit``: a mini-batch optimizer, or None for fides/lbfgsb.
-
-    Uses ``--optimizer`` (a name from `METHODS`), ``--batch-size`` (default 8), ``--epochs``
-    (default 50), ``--learning-rate`` (start rate, constant; default per method) and
-    ``--seed`` (shuffling seed).
-    """
-    name = str(getattr(args, "optimizer", "fides")).lower()
-    if name in FULLBATCH_OPTIMIZERS:
-        return None
-    if name not in METHODS:
-        raise InputError(f"unknown optimizer {name!r}; choose from "
-                         f"{FULLBATCH_OPTIMIZERS + METHODS}")
-    options: dict[str, object] = {"method": name}
-    for arg, field_name in (("batch_size", "batch_size"), ("epochs", "epochs"),
-                            ("learning_rate", "learning_rate"), ("seed", "seed")):
-        value = getattr(args, arg, None)
-        if value is not None:
-            options[field_name] = value
-    return MiniBatchOptimizer(**options)  # type: ignore[arg-type]

@@ -27,8 +27,9 @@ import pypesto.store
 from pypesto.engine import MultiProcessEngine, MultiThreadEngine, SingleCoreEngine
 from tqdm.auto import tqdm
 
-from sbmlhybrid.errors import InputError, Issue
+from sbmlhybrid.errors import InputError, Issue, SimulationError
 from sbmlhybrid.objective import ModelObjective
+from sbmlhybrid.optimize.counted import CountedOptimizer
 
 logger = logging.getLogger(__name__)
 
@@ -92,16 +93,44 @@ def make_engine(name: str, workers: int | None) -> pypesto.engine.Engine:
     return MPIPoolEngine()
 
 
-def start_points(objective: ModelObjective, n_starts: int, seed: int) -> np.ndarray:
-    """Start points on PEtab scale, shape (n_starts, n_free); row i depends only on (seed, i)."""
+MAX_RESAMPLES = 100
+
+
+def _sample_start(par: pd.DataFrame, key: list[int]) -> np.ndarray:
+    sub_seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+    return np.asarray(petab.sample_parameter_startpoints(par, n_starts=1, seed=sub_seed)[0],
+                      dtype=float)
+
+
+def start_points(objective: ModelObjective, n_starts: int, seed: int,
+                 resample: bool = True) -> np.ndarray:
+    """Start points on PEtab scale, shape (n_starts, n_free); row i depends only on (seed, i).
+
+    With `resample`, a start whose objective is not finite (some condition does not
+    integrate there) is replaced by a new draw seeded by (seed, i, attempt), up to
+    `MAX_RESAMPLES` times, before any optimizer sees it: a start that cannot be simulated is
+    a wasted start. The forward simulations this costs are not part of any start's work.
+
+    Raises:
+        SimulationError: if no finite start is found for some i.
+    """
     par = objective.problem.petab_problem.parameter_df
+    lb, ub = objective.pypesto_problem.lb, objective.pypesto_problem.ub
     rows = []
     for i in range(n_starts):
-        sub_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
-        rows.append(petab.sample_parameter_startpoints(par, n_starts=1, seed=sub_seed)[0])
-    x0 = np.asarray(rows, dtype=float)
-    lb, ub = objective.pypesto_problem.lb, objective.pypesto_problem.ub
-    return np.clip(x0, lb, ub)
+        for attempt in range(MAX_RESAMPLES + 1):
+            key = [seed, i] if attempt == 0 else [seed, i, attempt]
+            x = np.clip(_sample_start(par, key), lb, ub)
+            if not resample or np.isfinite(
+                    objective.evaluate(x, gradient=False, raise_on_failure=False).fval):
+                break
+        else:
+            raise SimulationError(f"start {i}: no start point with a finite objective in "
+                                  f"{MAX_RESAMPLES + 1} draws (seed {seed})")
+        if attempt:
+            logger.info("start %d: resampled %d time(s) (objective not finite)", i, attempt)
+        rows.append(x)
+    return np.asarray(rows, dtype=float).reshape(n_starts, len(lb))
 
 
 def _write_atomic(result: pypesto.Result, path: Path, meta: dict, x0: np.ndarray) -> None:
@@ -172,7 +201,7 @@ def fit(objective: ModelObjective, settings: FitSettings | None = None,
     if done:
         logger.info("resuming: %d of %d starts done", len(done), settings.n_starts)
     engine = make_engine(settings.engine, settings.workers)
-    optimizer = make_optimizer(settings.optimizer, settings.max_iter)
+    optimizer = CountedOptimizer(make_optimizer(settings.optimizer, settings.max_iter))
     chunk = settings.checkpoint_every or max(1, getattr(engine, "n_procs", None)
                                              or getattr(engine, "n_threads", 1))
     if settings.engine == "mpi":
@@ -207,6 +236,7 @@ def summary_table(result: pypesto.Result, top: int | None = 10) -> pd.DataFrame:
         grad = np.asarray(r.grad) if r.grad is not None else np.array([np.nan])
         rows.append({"rank": rank + 1, "start": r.id, "fval": r.fval,
                      "|grad|": float(np.linalg.norm(grad[np.isfinite(grad)])),
-                     "n_fval": r.n_fval, "time_s": round(r.time, 2), "exitflag": r.exitflag,
+                     "n_fval": r.n_fval, "work": r.get("work_sensitivity"),
+                     "time_s": round(r.time, 2), "exitflag": r.exitflag,
                      "message": str(r.message)[:40]})
     return pd.DataFrame(rows)

@@ -1,0 +1,209 @@
+"""Analysis, timings and plots of `minibatch_scale.py` (reads only its records)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import RESULTS, git_commit, load1, write_json
+
+RECORDS = RESULTS / "minibatch_scale"
+DELTAS = (0.1, 1.0, 10.0)
+FULLBATCH = ("fides", "lbfgsb")
+SIZES = {"n64": 64, "n256": 256, "n1024": 1024}
+
+
+def load_records(key: str, prefix: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Method -> records (one per start) of a problem; tuning runs only with prefix 'tune-'."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    root = RECORDS / key
+    if not root.exists():
+        return out
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        is_tune = folder.name.startswith("tune-")
+        if (prefix == "tune-") != is_tune:
+            continue
+        recs = [json.loads(p.read_text()) for p in sorted(folder.glob("start*.json"))]
+        if recs:
+            out[folder.name] = recs
+    return out
+
+
+def units(rec: dict[str, Any], forward_cost: float) -> float:
+    """Work of a record: sensitivity simulations + forward_cost x forward simulations."""
+    return rec["work_sensitivity"] + forward_cost * rec["work_forward"]
+
+
+def expected_work(recs: list[dict[str, Any]], f_star: float, delta: float,
+                  forward_cost: float = 1.0) -> float:
+    """Total work of all starts / converged starts (inf when none converged)."""
+    n_conv = sum(r["fval"] is not None and r["fval"] <= f_star + delta for r in recs)
+    total = sum(units(r, forward_cost) for r in recs)
+    return total / n_conv if n_conv else math.inf
+
+
+def summarize(key: str, forward_cost: float, n_starts: int) -> dict[str, Any] | None:
+    """Per-problem block: f*, converged starts, best values, W and work ratio per delta."""
+    recs = {m: r for m, r in load_records(key).items() if len(r) >= n_starts}
+    if not recs:
+        return None
+    finite = [r["fval"] for rs in recs.values() for r in rs if r["fval"] is not None]
+    f_star = min(finite)
+    block: dict[str, Any] = {
+        "f_star": f_star, "n_starts": n_starts, "methods": sorted(recs),
+        "best_fval_by_method": {m: min((r["fval"] for r in rs if r["fval"] is not None),
+                                       default=None) for m, rs in recs.items()},
+        "converged_starts_by_method": {}, "expected_work_by_method": {},
+        "expected_work_by_method_forward_as_1": {}, "work_ratio": {}, "best_minibatch": {},
+        "best_fullbatch": {}, "total_work_by_method": {
+            m: sum(units(r, forward_cost) for r in rs) for m, rs in recs.items()},
+    }
+    for delta in DELTAS:
+        d = str(delta)
+        conv = {m: int(sum(r["fval"] is not None and r["fval"] <= f_star + delta for r in rs))
+                for m, rs in recs.items()}
+        w = {m: expected_work(rs, f_star, delta, forward_cost) for m, rs in recs.items()}
+        w1 = {m: expected_work(rs, f_star, delta, 1.0) for m, rs in recs.items()}
+        block["converged_starts_by_method"][d] = conv
+        block["expected_work_by_method"][d] = {m: _finite(v) for m, v in w.items()}
+        block["expected_work_by_method_forward_as_1"][d] = {m: _finite(v) for m, v in w1.items()}
+        full = {m: v for m, v in w.items() if m in FULLBATCH}
+        mini = {m: v for m, v in w.items() if m not in FULLBATCH}
+        if full and mini:
+            bf, bm = min(full, key=full.get), min(mini, key=mini.get)
+            ratio = full[bf] / mini[bm] if math.isfinite(mini[bm]) else 0.0
+            block["work_ratio"][d] = _finite(ratio)
+            block["best_fullbatch"][d], block["best_minibatch"][d] = bf, bm
+    return block
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def plot(blocks: dict[str, dict[str, Any]], forward_cost: float) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    keys = [k for k in blocks if blocks[k] is not None]
+    if keys:
+        fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            f_star = blocks[key]["f_star"]
+            for i, (m, rs) in enumerate(sorted(load_records(key).items())):
+                color = f"C{i % 10}"
+                for j, r in enumerate(rs):
+                    w = np.asarray(r["curve_work_sensitivity"]) + forward_cost * np.asarray(
+                        r["curve_work_forward"])
+                    f = np.array([np.nan if v is None else v for v in r["curve_best_fval"]])
+                    if len(w):
+                        ax.plot(np.maximum(w, 1), f - f_star + 1, color=color, lw=0.6,
+                                alpha=0.6, label=m if j == 0 else None)
+            ax.axhline(2.0, color="k", ls=":", lw=0.8)
+            ax.set(xscale="log", yscale="log", title=key, xlabel="work (conditions simulated)",
+                   ylabel="best objective - f* + 1")
+        axes[0][0].legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        paths.append(RESULTS / "minibatch_scale_traces.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    sized = [k for k in SIZES if blocks.get(k)]
+    if sized:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        names = sorted({m for k in sized for m in blocks[k]["expected_work_by_method"]["1.0"]})
+        for i, m in enumerate(names):
+            ys = [blocks[k]["expected_work_by_method"]["1.0"].get(m) for k in sized]
+            ax.plot([SIZES[k] for k in sized], [np.nan if y is None else y for y in ys],
+                    "o-" if m in FULLBATCH else "s--", color=f"C{i % 10}", label=m)
+        ax.set(xscale="log", yscale="log", xlabel="conditions N",
+               ylabel="expected work per converged start (delta = 1)")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        paths.append(RESULTS / "minibatch_scale_work.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def _time(fn: Callable[[], Any], reps: int) -> tuple[float, float, float]:
+    """(seconds per call, load before, load after)."""
+    before = load1()
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps, before, load1()
+
+
+def measure_timings(objective_of: Callable[[str], Any], key: str = "n256") -> None:
+    """Forward-cost ratio, batch cost ratio and threads on `key`; stored with the load."""
+    from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator
+
+    objective = objective_of(key)
+    x = objective.x_nominal_free
+    n = len(objective.conditions)
+    out: dict[str, Any] = {"problem": key, "commit": git_commit()}
+    sens, b0, b1 = _time(lambda: objective.evaluate(x), 5)
+    fwd, f0, f1 = _time(lambda: objective.evaluate(x, gradient=False), 5)
+    out["forward_cost_ratio"] = fwd / sens
+    out["full_s_per_condition_sensitivity"] = sens / n
+    out["full_s_per_condition_forward"] = fwd / n
+    out["load1"] = {"sensitivity": [b0, b1], "forward": [f0, f1]}
+    with BatchEvaluator(objective.pypesto_problem) as ev:
+        for b in (4, 16):
+            idx = [list(range(k, k + b)) for k in range(0, n, b)]
+            t, l0, l1 = _time(lambda idx=idx, ev=ev: [ev.batch(x, i) for i in idx], 3)
+            out[f"batch{b}_s_per_condition"] = t / n
+            out[f"batch_cost_ratio_b{b}"] = (t / n) / (sens / n)
+            out["load1"][f"batch{b}"] = [l0, l1]
+    out["batch_cost_ratio"] = max(out["batch_cost_ratio_b4"], out["batch_cost_ratio_b16"])
+    threads = {}
+    for k in (1, 2):
+        objective.n_threads = k
+        t, l0, l1 = _time(lambda: objective.evaluate(x), 5)
+        threads[str(k)] = {"s_per_evaluation": t, "load1": [l0, l1]}
+    objective.n_threads = 1
+    out["threads"] = threads
+    (RECORDS / "timings.json").parent.mkdir(parents=True, exist_ok=True)
+    (RECORDS / "timings.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def report(command: str) -> None:
+    """Rebuild minibatch_scale.json and its PNGs from the records."""
+    from minibatch_scale import N_STARTS
+
+    timing_path = RECORDS / "timings.json"
+    timings = json.loads(timing_path.read_text()) if timing_path.exists() else None
+    fwd_cost = timings["forward_cost_ratio"] if timings else 1.0
+    blocks = {k: summarize(k, fwd_cost, N_STARTS[k]) for k in N_STARTS}
+    tuned_path = RECORDS / "tuned.json"
+    data = {
+        "command": command, "commit": git_commit(), "load1_at_report": load1(),
+        "unit": "one condition simulated with sensitivities; forward-only simulations "
+                "weighted by forward_cost_ratio (see *_forward_as_1 for weight 1)",
+        "forward_cost_ratio": fwd_cost, "delta": 1.0, "deltas": list(DELTAS),
+        "tuning": json.loads(tuned_path.read_text()) if tuned_path.exists() else None,
+        "timings": timings,
+        "batch_cost_ratio": timings["batch_cost_ratio"] if timings else None,
+        "work_ratio_by_n": {str(SIZES[k]): (blocks[k] or {}).get("work_ratio", {}).get("1.0")
+                            for k in SIZES},
+        "n_starts_by_n": {str(SIZES[k]): N_STARTS[k] for k in SIZES},
+        "converged_starts_by_method": {str(SIZES[k]): blocks[k]["converged_starts_by_method"]
+                                       ["1.0"] for k in SIZES if blocks[k]},
+        "best_fval_by_method": {str(SIZES[k]): blocks[k]["best_fval_by_method"]
+                                for k in SIZES if blocks[k]},
+        "problems": blocks,
+        "isensee": blocks.get("isensee"),
+        "missing": [k for k, b in blocks.items() if b is None],
+    }
+    write_json("minibatch_scale.json", data)
+    for p in plot(blocks, fwd_cost):
+        print(f"wrote {p}")

@@ -1,0 +1,264 @@
+"""Mini-batch vs full-batch optimizers on problems with 64, 256, 1024 conditions, and Isensee.
+
+The protocol of Stapor et al. (Nat. Commun. 2022) with one unit of work for every method
+(`sbmlhybrid.objective.work`: one condition simulated with sensitivities = 1 unit; counted in
+pyPESTO's AMICI calculator, so start evaluations, line-search trials, rescue retries and
+monitoring evaluations all count; work starts at 0 for every method):
+
+* Problems: `petab_problems/boehm_doses` with N = 64, 256, 1024 conditions (synthetic data from
+  known truth) and Isensee_JCB2018 (123 conditions, real data).
+* The same start points for every method (`sbmlhybrid.optimize.start_points`, seed 0, starts
+  whose objective is not finite resampled): 20 starts for N <= 256 and Isensee, 10 at 1024.
+* Full batch: fides and L-BFGS-B to convergence (their own stopping rules, 1000 iterations at
+  most). Mini-batch: balanced Adam and RMSProp at batch sizes 4 and 16, each alone (one full
+  evaluation at the end) and followed by a fides polish (``polish="fides"``). Their learning
+  rate and step budget are chosen on N = 64 with separate tuning starts (`tune`) and then
+  frozen for every problem.
+* A start converged when its final objective <= f* + delta (f* = best of all runs on that
+  problem; delta = 1, also 0.1 and 10). Headline: expected work per converged start
+  W = total work of all starts / converged starts; ``work_ratio`` = W of the best full-batch
+  method / W of the best mini-batch configuration.
+
+Resumable: every (problem, method, start) record is written to
+``benchmarks/results/minibatch_scale/`` as soon as it is done, and skipped when rerun, so a
+run can span sessions; the JSON and PNGs are rebuilt from the records at the end of each call
+(`_minibatch_report`). Work counts do not depend on machine load; timings (forward-cost
+ratio, batch cost ratio, threads) are taken by ``--timing`` and record the load.
+
+Run: ``.venv/bin/python benchmarks/minibatch_scale.py [--problems n64 n256 n1024 isensee]
+[--methods ...] [--workers 2] [--timing] [--report-only]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, RESULTS, SHARED, git_commit, load1  # noqa: E402
+
+RECORDS = RESULTS / "minibatch_scale"
+BUILD = REPO / "build" / "minibatch_scale"
+ISENSEE = SHARED / "benchmark_models" / "Isensee_JCB2018" / "Isensee_JCB2018.yaml"
+PROBLEMS = {"n64": 64, "n256": 256, "n1024": 1024, "isensee": None}
+N_STARTS = {"n64": 20, "n256": 20, "n1024": 10, "isensee": 20}
+SEED, TUNE_SEED, N_TUNE_STARTS = 0, 1, 4
+BATCH_SIZES = (4, 16)
+FULLBATCH = ("fides", "lbfgsb")
+#: Tuning grid on N = 64 (batch size 8, fides polish): start learning rate (decays
+#: logarithmically to 1/100 of it) x batch updates.
+TUNE_GRID = [(lr, steps) for lr in (0.1, 0.03) for steps in (100, 300)]
+DELTAS = (0.1, 1.0, 10.0)
+
+
+def problem_yaml(key: str) -> Path:
+    """Problem file of `key` (generated for the Boehm-dose problems)."""
+    if key == "isensee":
+        return ISENSEE
+    sys.path.insert(0, str(REPO / "petab_problems" / "boehm_doses"))
+    from make_problem import make
+
+    out = BUILD / key
+    if not (out / "problem.yaml").exists():
+        make(out, PROBLEMS[key])
+    return out / "problem.yaml"
+
+
+def objective_of(key: str):
+    from sbmlhybrid.objective import create_objective
+    from sbmlhybrid.problem import load_problem
+
+    logging.getLogger("amici").setLevel(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+    return create_objective(load_problem(problem_yaml(key)))
+
+
+def methods(tuned: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Method name -> settings (mini-batch ones with the frozen tuned hyper-parameters)."""
+    out: dict[str, dict[str, Any]] = {name: {"kind": name} for name in FULLBATCH}
+    for method in ("adam", "rmsprop"):
+        for b in BATCH_SIZES:
+            base = {"kind": "minibatch", "method": method, "batch_size": b,
+                    "learning_rate": tuned[method]["learning_rate"],
+                    "learning_rate_end": tuned[method]["learning_rate"] / 100,
+                    "schedule": "logarithmic", "max_steps": int(tuned[method]["max_steps"]),
+                    "epochs": 10**6, "full_eval_every": 0, "full_gradient": False}
+            out[f"{method}-b{b}"] = base
+            out[f"{method}-b{b}+fides"] = base | {"polish": "fides"}
+    return out
+
+
+def make_optimizer(cfg: dict[str, Any]):
+    from sbmlhybrid.optimize import MiniBatchOptimizer
+    from sbmlhybrid.optimize import make_optimizer as full
+
+    if cfg["kind"] in FULLBATCH:
+        return full(cfg["kind"], 1000)
+    opts = {k: v for k, v in cfg.items() if k != "kind"}
+    return MiniBatchOptimizer(seed=SEED, **opts)
+
+
+def run_start(objective, cfg: dict[str, Any], x0: np.ndarray, start: int) -> dict[str, Any]:
+    """One start of one method: final value, work, objective-vs-work curve."""
+    from pypesto.history import HistoryOptions
+    from pypesto.optimize import OptimizeOptions
+
+    problem = objective.pypesto_problem
+    objective.work.reset(trace=True)
+    load_before, t0 = load1(), time.perf_counter()
+    res = make_optimizer(cfg).minimize(
+        problem=problem, x0=np.asarray(x0, float), id=str(start),
+        history_options=HistoryOptions(),
+        optimize_options=OptimizeOptions(allow_failed_starts=True))
+    wall = time.perf_counter() - t0
+    tr = objective.work.trace_array()
+    objective.work.trace = None
+    full = tr[tr[:, 4] == 1] if len(tr) else tr
+    fvals = np.where(np.isfinite(full[:, 3]), full[:, 3], np.inf) if len(full) else full
+    best = np.minimum.accumulate(fvals) if len(fvals) else fvals
+    keep = np.unique(np.linspace(0, len(full) - 1, min(len(full), 200)).astype(int)) \
+        if len(full) else []
+    fval = float(res.fval) if res.fval is not None and np.isfinite(res.fval) else None
+    return {"start": start, "fval": fval, "exitflag": int(res.exitflag or 0),
+            "message": str(res.message)[:200],
+            "work_sensitivity": int(objective.work.count.sensitivity),
+            "work_forward": int(objective.work.count.forward),
+            "n_iterations": int(res.get("n_iterations") or res.n_grad or 0),
+            "curve_work_sensitivity": full[keep, 0].tolist() if len(full) else [],
+            "curve_work_forward": full[keep, 1].tolist() if len(full) else [],
+            "curve_best_fval": [float(v) if np.isfinite(v) else None for v in
+                                (best[keep] if len(full) else [])],
+            "wall_s": round(wall, 2), "load1_before": load_before, "load1_after": load1(),
+            "commit": git_commit()}
+
+
+def record_path(key: str, name: str, start: int) -> Path:
+    return RECORDS / key / name / f"start{start:02d}.json"
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _task(args: tuple[str, str, dict[str, Any], list[float], int]) -> str:
+    key, name, cfg, x0, start = args
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if _WORKER.get("key") != key:
+        _WORKER.update(key=key, objective=objective_of(key))
+    rec = run_start(_WORKER["objective"], cfg, np.asarray(x0), start) | {"method": name,
+                                                                          "settings": cfg}
+    _write(record_path(key, name, start), rec)
+    fv = rec["fval"]
+    return f"{key} {name} start {start}: fval {fv if fv is None else round(fv, 3)} " \
+           f"work {rec['work_sensitivity']} + {rec['work_forward']} fwd ({rec['wall_s']} s)"
+
+
+def starts_of(key: str, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """(start points, number of resampled draws) stored once per problem and seed."""
+    path = RECORDS / key / f"start_points_seed{seed}.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        if len(data["x0"]) >= n:
+            return np.asarray(data["x0"])[:n], data["n_resampled"]
+    from sbmlhybrid.optimize import multistart
+
+    objective = objective_of(key)
+    x0 = multistart.start_points(objective, n, seed)
+    raw = multistart.start_points(objective, n, seed, resample=False)
+    draws = int(np.sum(np.any(raw != x0, axis=1)))  # starts that were resampled
+    _write(path, {"x0": x0.tolist(), "x_ids": objective.x_free_ids,
+                  "n_resampled": draws, "seed": seed})
+    return x0, draws
+
+
+def run_tasks(tasks: list[tuple], workers: int) -> None:
+    todo = [t for t in tasks if not record_path(t[0], t[1], t[4]).exists()]
+    print(f"{len(tasks) - len(todo)} of {len(tasks)} records done; running {len(todo)}",
+          flush=True)
+    if workers <= 1:
+        for t in todo:
+            print(_task(t), flush=True)
+        return
+    with get_context("spawn").Pool(workers, maxtasksperchild=None) as pool:
+        for line in pool.imap_unordered(_task, todo):
+            print(line, flush=True)
+
+
+def tune(workers: int) -> dict[str, dict[str, float]]:
+    """Choose (learning rate, steps) per method on N = 64 with separate tuning starts."""
+    path = RECORDS / "tuned.json"
+    if path.exists():
+        return json.loads(path.read_text())["tuned"]
+    x0s, _ = starts_of("n64", N_TUNE_STARTS, TUNE_SEED)
+    tasks = []
+    for method in ("adam", "rmsprop"):
+        for lr, steps in TUNE_GRID:
+            cfg = methods({m: {"learning_rate": lr, "max_steps": steps}
+                           for m in ("adam", "rmsprop")})[f"{method}-b4+fides"]
+            cfg = cfg | {"batch_size": 8}
+            name = f"tune-{method}-lr{lr}-s{steps}"
+            tasks += [("n64", name, cfg, x0.tolist(), i) for i, x0 in enumerate(x0s)]
+    run_tasks(tasks, workers)
+    from _minibatch_report import expected_work, load_records
+
+    recs = load_records("n64", prefix="tune-")
+    f_star = min(r["fval"] for rs in recs.values() for r in rs if r["fval"] is not None)
+    choice: dict[str, dict[str, float]] = {}
+    scores = {}
+    for method in ("adam", "rmsprop"):
+        best = None
+        for lr, steps in TUNE_GRID:
+            name = f"tune-{method}-lr{lr}-s{steps}"
+            w = expected_work(recs[name], f_star, 1.0)
+            scores[name] = w
+            if best is None or w < best[0]:
+                best = (w, lr, steps)
+        choice[method] = {"learning_rate": best[1], "max_steps": best[2]}
+    _write(path, {"tuned": choice, "expected_work_by_setting": scores, "f_star": f_star,
+                  "grid": TUNE_GRID, "n_starts": N_TUNE_STARTS, "seed": TUNE_SEED,
+                  "batch_size": 8, "polish": "fides", "commit": git_commit()})
+    return choice
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--problems", nargs="*", default=list(PROBLEMS))
+    ap.add_argument("--methods", nargs="*", default=None, help="default: all")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--timing", action="store_true", help="measure timings (idle machine)")
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    from _minibatch_report import measure_timings, report
+
+    if not args.report_only:
+        tuned = tune(args.workers)
+        all_methods = methods(tuned)
+        for key in args.problems:
+            x0s, _ = starts_of(key, N_STARTS[key], SEED)
+            names = args.methods or list(all_methods)
+            tasks = [(key, name, all_methods[name], x0.tolist(), i)
+                     for name in names for i, x0 in enumerate(x0s)]
+            run_tasks(tasks, args.workers)
+    if args.timing:
+        measure_timings(objective_of)
+    report(" ".join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()
