@@ -62,4 +62,4 @@ def test_bare_sbml_with_measurements(tmp_path: Path) -> None:
 
 def test_unknown_optimizer_is_input_error(capsys: pytest.CaptureFixture) -> None:
     assert main(["fit", str(TINY / "problem.yaml"), "--optimizer", "nelder"]) == 2
-    assert "unknown optimizer" in capsys.readouterr().err
+    assert "unknown --optimizer 'nelder'" in capsys.readouterr().err
