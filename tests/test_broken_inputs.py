@@ -17,7 +17,7 @@ CASES = pd.read_csv(CORPUS / "cases.tsv", sep="\t", keep_default_na=False)
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CASES) >= 15
+    assert len(CASES) >= 30
 
 
 @pytest.mark.parametrize("case", CASES.to_dict("records"), ids=list(CASES["case"]))

@@ -8,10 +8,13 @@ suite's own.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from sbmlhybrid.errors import NotSupportedError
+from sbmlhybrid.errors import InputError, NotSupportedError
 from sbmlhybrid.problem import load_problem
 from sbmlhybrid.problem.v2 import experiments_to_conditions
 from sbmlhybrid.problem.v2_suite import check_v2_case
@@ -39,6 +42,22 @@ def test_v2_case(case: str) -> None:
 def test_multi_period_experiment_names_experiment() -> None:
     with pytest.raises(NotSupportedError, match="experiment1"):
         load_problem(SUITE / "0016" / "_0016.yaml")
+
+
+@pytest.mark.skipif(not SUITE.exists(), reason=f"{SUITE} absent (../shared not checked out)")
+def test_empty_measurement_table_names_file(tmp_path: Path) -> None:
+    folder = shutil.copytree(SUITE / "0001", tmp_path / "0001")
+    table = folder / "_measurements.tsv"
+    table.write_text(table.read_text().splitlines()[0] + "\n")  # header only
+    with pytest.raises(InputError) as info:
+        load_problem(folder / "_0001.yaml")
+    assert f"{table}: measurement table has no rows" in str(info.value)
+
+
+@pytest.mark.skipif(not SUITE.exists(), reason=f"{SUITE} absent (../shared not checked out)")
+def test_pysb_model_is_unsupported_not_invalid() -> None:
+    with pytest.raises(NotSupportedError, match="model language 'pysb'; only SBML"):
+        load_problem(SUITE.parent / "pysb" / "0001" / "_0001.yaml")
 
 
 def test_preequilibration_parameter_persists() -> None:

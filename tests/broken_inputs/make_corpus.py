@@ -54,6 +54,32 @@ def _add_col(name: str, col: str, value: str) -> Callable[[Path], None]:
     return apply
 
 
+def _add_row(name: str, row: dict[str, str]) -> Callable[[Path], None]:
+    return lambda folder: _tsv(folder, name, lambda df: pd.concat([df, pd.DataFrame([row])]))
+
+
+def _duplicate_row(name: str, row: int) -> Callable[[Path], None]:
+    """Append a copy of data row `row` (0-based) at the end of the table."""
+    return lambda folder: _tsv(folder, name, lambda df: pd.concat([df, df.iloc[[row]]]))
+
+
+def _no_rows(name: str) -> Callable[[Path], None]:
+    """Keep the header, drop every data row."""
+    return lambda folder: _tsv(folder, name, lambda df: df.iloc[0:0])
+
+
+def _noise_parameters(formula: str, default: str, special: dict[int, str]
+                      ) -> Callable[[Path], None]:
+    """obs_a gets noise formula `formula`; its measurement rows get noiseParameters
+    `default`, except 0-based table rows in `special` (row -> cell)."""
+    def apply(folder: Path) -> None:
+        _text("observables.tsv", "A\t0.05\tnormal\n", f"A\t{formula}\tnormal\n")(folder)
+        _tsv(folder, "measurements.tsv", lambda df: df.assign(noiseParameters=[
+            special.get(i, default) if o == "obs_a" else ""
+            for i, o in enumerate(df["observableId"])]))
+    return apply
+
+
 def _truncate_sbml(folder: Path) -> None:
     path = folder / "model.xml"
     lines = path.read_text().splitlines()
@@ -107,13 +133,71 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str]] = [
      "initial size of compartment 'cell'", "problem.yaml", ""),
     ("bare_sbml_unknown_observable", _set("measurements.tsv", 0, "observableId", "obs_zz"),
      "observable 'obs_zz' matches no SBML entity", "model.xml", "--measurements measurements.tsv"),
-    ("bad_noise_parameter", lambda f: (
-        _text("observables.tsv", "0.05\tnormal\n", "noiseParameter1_obs_a\tnormal\n")(f),
-        _tsv(f, "measurements.tsv", lambda df: df.assign(noiseParameters=[
-            ("-3" if i == 0 else "0.1") if o == "obs_a" else ""
-            for i, o in enumerate(df["observableId"])]))),
-     "row 2, column noiseParameters: noise parameter -3.0 must be finite and > 0",
+    ("bad_noise_parameter", _noise_parameters("noiseParameter1_obs_a", "0.1", {0: "-3"}),
+     "row 2, column noiseParameters: sigma -3 of observable 'obs_a' at nominal parameters "
+     "must be finite and > 0", "problem.yaml", ""),
+    ("sigma_zero_at_nominal", _noise_parameters(
+        "noiseParameter1_obs_a + noiseParameter2_obs_a", "0.1;0", {3: "0;0"}),
+     "measurements.tsv, row 5, column noiseParameters: sigma 0 of observable 'obs_a' at "
+     "nominal parameters must be finite and > 0", "problem.yaml", ""),
+    ("sigma_formula_negative", _text("observables.tsv", "A\t0.05", "A\t0.05 - 0.1"),
+     "observables.tsv, row 2, column noiseFormula: sigma -0.05 of observable 'obs_a'",
      "problem.yaml", ""),
+    ("sigma_parameter_nominal_zero", lambda f: (
+        _text("observables.tsv", "scale * B\t0.05", "scale * B\tsigma_b")(f),
+        _add_row("parameters.tsv", {"parameterId": "sigma_b", "parameterScale": "lin",
+                                    "lowerBound": "0", "upperBound": "1", "nominalValue": "0",
+                                    "estimate": "1"})(f)),
+     "observables.tsv, row 3, column noiseFormula: sigma 0 of observable 'obs_b' at nominal",
+     "problem.yaml", ""),
+    ("infinite_noise_parameter", _noise_parameters("noiseParameter1_obs_a", "0.1", {0: "inf"}),
+     "row 2, column noiseParameters: noise parameter inf must be finite", "problem.yaml", ""),
+    ("duplicate_parameter_id", _duplicate_row("parameters.tsv", 1),
+     "parameters.tsv, row 5, column parameterId: duplicate parameterId 'k2' (first on row 3)",
+     "problem.yaml", ""),
+    ("duplicate_observable_id", _duplicate_row("observables.tsv", 0),
+     "observables.tsv, row 4, column observableId: duplicate observableId 'obs_a' (first on "
+     "row 2)", "problem.yaml", ""),
+    ("duplicate_condition_id", _duplicate_row("conditions.tsv", 1),
+     "conditions.tsv, row 4, column conditionId: duplicate conditionId 'c1' (first on row 3)",
+     "problem.yaml", ""),
+    ("empty_measurement_table", _no_rows("measurements.tsv"),
+     "measurements.tsv: measurement table has no rows", "problem.yaml", ""),
+    ("bare_sbml_empty_measurements", _no_rows("measurements.tsv"),
+     "measurements.tsv: measurement table has no rows", "model.xml",
+     "--measurements measurements.tsv"),
+    ("text_measurement", _set("measurements.tsv", 2, "measurement", "abc"),
+     "measurements.tsv, row 4, column measurement: measurement 'abc' is not a number",
+     "problem.yaml", ""),
+    ("misspelled_measurement_column", lambda f: _tsv(f, "measurements.tsv", lambda df: df.rename(
+        columns={"observableId": "observableID"})),
+     "measurements.tsv, row 1: missing required column(s) ['observableId']", "problem.yaml", ""),
+    ("unknown_preequilibration_condition", lambda f: (
+        _add_col("measurements.tsv", "preequilibrationConditionId", "c0")(f),
+        _set("measurements.tsv", 6, "preequilibrationConditionId", "c7")(f)),
+     "row 8, column preequilibrationConditionId: unknown condition 'c7'", "problem.yaml", ""),
+    ("unknown_parameter_scale", _set("parameters.tsv", 0, "parameterScale", "ln"),
+     "parameters.tsv, row 2, column parameterScale: unknown parameterScale 'ln'",
+     "problem.yaml", ""),
+    ("estimate_not_binary", _set("parameters.tsv", 0, "estimate", "yes"),
+     "parameters.tsv, row 2, column estimate: estimate must be 0 or 1, not 'yes'",
+     "problem.yaml", ""),
+    ("fixed_parameter_without_nominal", lambda f: (
+        _set("parameters.tsv", 0, "estimate", "0")(f),
+        _set("parameters.tsv", 0, "nominalValue", "")(f)),
+     "parameters.tsv, row 2, column nominalValue: nominalValue is required for a parameter "
+     "that is not estimated", "problem.yaml", ""),
+    ("parameter_file_missing", lambda f: (f / "parameters.tsv").unlink(),
+     "parameters.tsv: parameter file not found", "problem.yaml", ""),
+    ("unknown_noise_distribution", _set("observables.tsv", 0, "noiseDistribution", "gaussian"),
+     "Unrecognized noise distribution in observable table: gaussian", "problem.yaml", ""),
+    ("observable_formula_syntax", _text("observables.tsv", "scale * B", "scale * (B"),
+     "Error parsing 'scale * (B'", "problem.yaml", ""),
+    ("noise_formula_syntax", _text("observables.tsv", "A\t0.05", "A\t0.05 *"),
+     "Error parsing '0.05 *'", "problem.yaml", ""),
+    ("unsupported_format_version", _text("problem.yaml", "format_version: 1",
+                                         "format_version: 3"),
+     "PEtab format_version 3 is not supported", "problem.yaml", ""),
 ]
 
 

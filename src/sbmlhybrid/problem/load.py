@@ -21,7 +21,11 @@ import petab.v1 as petab
 import yaml
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
-from sbmlhybrid.problem.validate import sbml_read_issues, validate_problem
+from sbmlhybrid.problem.validate import duplicate_ids, sbml_read_issues, validate_problem
+
+# Table kind -> its id column, whose values must be unique.
+_ID_COLUMNS = {"condition": petab.CONDITION_ID, "observable": petab.OBSERVABLE_ID,
+               "parameter": petab.PARAMETER_ID}
 
 
 @dataclass
@@ -95,6 +99,18 @@ def _read_table(path: Path, kind: str) -> pd.DataFrame:
         return pd.read_csv(path, sep="\t", float_precision="round_trip")
     except Exception as err:
         raise InputError(Issue(f"cannot read {kind} table: {err}", file=str(path))) from err
+
+
+def _read_tables(files: dict[str, str | None], source: Path) -> dict[str, pd.DataFrame]:
+    """The four PEtab v1 tables as read from their TSVs (kind -> DataFrame); InputError for
+    repeated ids, checked here because petab's table readers name neither file nor row."""
+    tables = {kind: _read_table(Path(str(files[kind])), kind)
+              for kind in ("condition", "measurement", "observable", "parameter")}
+    duplicates = [issue for kind, column in _ID_COLUMNS.items()
+                  for issue in duplicate_ids(tables[kind], column, files[kind])]
+    if duplicates:
+        raise InputError(duplicates, header=f"Invalid PEtab problem {source}")
+    return tables
 
 
 def _load_sbml(path: Path) -> libsbml.SBMLDocument:
@@ -203,8 +219,7 @@ def load_problem(
         files[kind] = str(base / entries[0])
     files["parameter"] = str(base / config.get("parameter_file", ""))
     doc = _load_sbml(Path(files["sbml"]))
-    tables = {kind: _read_table(Path(files[kind]), kind)
-              for kind in ("condition", "measurement", "observable", "parameter")}
+    tables = _read_tables(files, path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -240,6 +255,8 @@ def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | N
                petab.MEASUREMENT} - set(meas.columns)
     if missing:
         raise InputError(Issue(f"missing columns {sorted(missing)}", str(measurements), 1))
+    if meas.empty:
+        raise InputError(Issue("measurement table has no rows", str(measurements)))
     issues = []
     obs_rows, noise_columns = [], {}
     for oid in dict.fromkeys(meas[petab.OBSERVABLE_ID]):

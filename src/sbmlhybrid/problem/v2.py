@@ -272,6 +272,25 @@ def parameters_to_v1(parameters: list[Any], where: str | None = None) -> pd.Data
     return pd.DataFrame(rows).set_index(petab.PARAMETER_ID)
 
 
+def _sbml_model_entry(config: dict[str, Any], where: str) -> dict[str, Any]:
+    """The YAML's single `model_files` entry; NotSupportedError unless it is one SBML model.
+
+    Checked before petab.v2 parses the problem: petab.v2 imports the model's language
+    package (pysb for PySB models), whose absence would otherwise read as a broken input.
+    """
+    models = config.get("model_files")
+    if not isinstance(models, dict) or len(models) != 1:
+        raise NotSupportedError(Issue("exactly one entry under 'model_files' is supported",
+                                      where))
+    model_info = next(iter(models.values()))
+    if not isinstance(model_info, dict) or "location" not in model_info:
+        raise InputError(Issue("the 'model_files' entry needs a 'location'", where))
+    if str(model_info.get("language", "sbml")).lower() != "sbml":
+        raise NotSupportedError(Issue(f"model language {model_info.get('language')!r}; only "
+                                      "SBML is supported", where))
+    return model_info
+
+
 def load_v2(path: Path, config: dict[str, Any], solver: Any = None) -> Any:
     """Load a PEtab v2 problem YAML as an sbmlhybrid `Problem` (v1 tables inside).
 
@@ -294,6 +313,7 @@ def load_v2(path: Path, config: dict[str, Any], solver: Any = None) -> Any:
     from sbmlhybrid.problem.load import SolverSettings, _finish, _load_sbml
 
     where = str(path)
+    model_info = _sbml_model_entry(config, where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -305,14 +325,10 @@ def load_v2(path: Path, config: dict[str, Any], solver: Any = None) -> Any:
     if result.has_errors():
         raise InputError([Issue(e, where) for e in errors] or [Issue("invalid", where)],
                          header=f"Invalid PEtab v2 problem {path}")
-    models = config.get("model_files") or {}
-    if len(models) != 1:
-        raise NotSupportedError(Issue("exactly one entry under 'model_files' is supported",
-                                      where))
-    model_info = next(iter(models.values()))
-    if str(model_info.get("language", "sbml")).lower() != "sbml":
-        raise NotSupportedError(Issue(f"model language {model_info.get('language')!r}; only "
-                                      "SBML is supported", where))
+    if not p2.measurements:  # the v1 conversion below needs rows; say why instead
+        files = [str(path.parent / f) for f in config.get("measurement_files") or []]
+        raise InputError([Issue("measurement table has no rows", f) for f in files or [where]],
+                         header=f"Invalid PEtab v2 problem {path}")
     sbml_path = path.parent / str(model_info["location"])
     bad_maps = [m.petab_id for m in p2.mappings if m.model_id and m.model_id != m.petab_id]
     if bad_maps:

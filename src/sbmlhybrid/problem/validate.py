@@ -20,6 +20,7 @@ import pandas as pd
 import petab.v1 as petab
 
 from sbmlhybrid.errors import Issue
+from sbmlhybrid.problem.noise import check_noise_overrides, check_sigmas
 
 _LOG_SCALES = {"log", "log10"}
 _MEASUREMENT_COLUMNS = {petab.OBSERVABLE_ID, petab.SIMULATION_CONDITION_ID, petab.TIME,
@@ -119,6 +120,37 @@ def _check_parameters(df: pd.DataFrame, file: str | None) -> list[Issue]:
     return issues
 
 
+def _check_estimate(df: pd.DataFrame, file: str | None) -> list[Issue]:
+    """`estimate` must be 0 or 1, and a fixed parameter (0) needs the nominalValue it is fixed
+    to; petab's linter misses the latter and reports the former without a row."""
+    frame = df.reset_index()
+    if petab.ESTIMATE not in frame:
+        return []
+    issues = []
+    nominal = frame.get(petab.NOMINAL_VALUE, pd.Series(np.nan, index=frame.index))
+    for i, (raw, value) in enumerate(zip(frame[petab.ESTIMATE], _numeric(frame[petab.ESTIMATE]))):
+        pid = frame.at[i, petab.PARAMETER_ID]
+        if value not in (0, 1):
+            issues.append(Issue(f"estimate must be 0 or 1, not {raw!r}", file, i + 2,
+                                petab.ESTIMATE, pid))
+        elif value == 0 and pd.isna(nominal[i]) and not isinstance(nominal[i], str):
+            issues.append(Issue("nominalValue is required for a parameter that is not "
+                                "estimated (estimate 0)", file, i + 2, petab.NOMINAL_VALUE, pid))
+    return issues
+
+
+def duplicate_ids(table: pd.DataFrame, column: str, file: str | None) -> list[Issue]:
+    """Issues for repeated ids in `column` of a table as read from its TSV (before petab
+    indexes it, so rows are the file's lines); petab names neither file nor row."""
+    if column not in table:
+        return []
+    ids = table[column].reset_index(drop=True)
+    first = {value: i for i, value in ids.drop_duplicates().items()}
+    return [Issue(f"duplicate {column} {ids[i]!r} (first on row {first[ids[i]] + 2})", file,
+                  i + 2, column, str(ids[i]))
+            for i in np.flatnonzero(ids.duplicated().to_numpy()) if not pd.isna(ids[i])]
+
+
 def _check_measurements(
     problem: petab.Problem, file: str | None, condition_ids: set[str]
 ) -> list[Issue]:
@@ -132,7 +164,10 @@ def _check_measurements(
         values = _numeric(df[col])
         for i, (raw, val) in enumerate(zip(df[col], values)):
             steady_state = col == "time" and val == np.inf  # PEtab: measured at steady state
-            if pd.isna(val) or not (np.isfinite(val) or steady_state):
+            if pd.isna(val) and isinstance(raw, str) and raw.strip().lower() != "nan":
+                issues.append(Issue(f"{col} {raw!r} is not a number", file, i + 2, col,
+                                    df[petab.OBSERVABLE_ID].iloc[i]))
+            elif pd.isna(val) or not (np.isfinite(val) or steady_state):
                 issues.append(Issue(f"non-finite {col} {raw!r}", file, i + 2, col,
                                     df[petab.OBSERVABLE_ID].iloc[i]))
             elif col == "time" and val < 0:
@@ -153,17 +188,7 @@ def _check_measurements(
             if oid not in obs_df.index:
                 issues.append(Issue(f"unknown observable {oid!r}", file, i + 2,
                                     petab.OBSERVABLE_ID, oid))
-    if petab.NOISE_PARAMETERS in df:
-        for i, raw in enumerate(df[petab.NOISE_PARAMETERS]):
-            for part in str(raw).split(";") if isinstance(raw, str) else [raw]:
-                val = pd.to_numeric(part, errors="coerce")
-                if isinstance(part, str) and pd.isna(val):
-                    continue  # a parameter id; petab's linter checks it exists
-                if pd.isna(raw):
-                    continue
-                if not np.isfinite(val) or val <= 0:
-                    issues.append(Issue(f"noise parameter {part} must be finite and > 0",
-                                        file, i + 2, petab.NOISE_PARAMETERS))
+    issues += check_noise_overrides(df, file)
     return issues
 
 
@@ -211,10 +236,15 @@ def validate_problem(problem: petab.Problem, files: dict[str, str | None]) -> li
                                 files.get(kind), 1))
     if issues:
         return issues  # the other checks need these columns
+    if problem.measurement_df.empty:
+        # Nothing to fit or simulate; downstream code would fail without naming the cause.
+        return [Issue("measurement table has no rows", files.get("measurement"))]
     condition_ids = set(problem.condition_df.index) if problem.condition_df is not None else set()
     issues += _check_parameters(problem.parameter_df, files.get("parameter"))
+    issues += _check_estimate(problem.parameter_df, files.get("parameter"))
     issues += _check_measurements(problem, files.get("measurement"), condition_ids)
     issues += _check_conditions(problem, files.get("condition"))
+    issues += check_sigmas(problem, files)
     with _capture_lint_errors() as messages:
         try:
             failed = petab.lint_problem(problem)
