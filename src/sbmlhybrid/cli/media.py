@@ -1,20 +1,22 @@
-"""``sbmlhybrid media pretrain|transfer|propose``: the culture-medium predictor CLI.
+"""``sbmlhybrid media pretrain|transfer|propose|resave``: the culture-medium predictor CLI.
 
 Hand-written argparse glue over ``sbmlhybrid.media``. Inputs are CSV or Excel,
-outputs CSV (plus a model/campaign pickle). Bad input raises InputError, which
-the entry point maps to exit code 2 with the offending column named.
+outputs CSV plus model/campaign files: zip archives of JSON metadata and torch
+tensors (``sbmlhybrid.media.modelfile``), which are read without unpickling
+anything. Bad input (including a foreign, damaged or old pickle model file)
+raises InputError, which the entry point maps to exit code 2.
 
-    sbmlhybrid media pretrain --data source.csv --target yield --model-out src.pkl --out curve.csv
-    sbmlhybrid media transfer --model src.pkl --data target.xlsx --target yield \
-        --strategy lp-ft --model-out tgt.pkl --out fit.csv
-    sbmlhybrid media propose --model tgt.pkl --space space.csv [--constraints c.csv] \
-        --n 96 --out plate.csv [--campaign campaign.pkl]
+    sbmlhybrid media pretrain --data source.csv --target yield --model-out src.zip --out curve.csv
+    sbmlhybrid media transfer --model src.zip --data target.xlsx --target yield \
+        --strategy lp-ft --model-out tgt.zip --out fit.csv
+    sbmlhybrid media propose --model tgt.zip --space space.csv [--constraints c.csv] \
+        --n 96 --out plate.csv [--campaign campaign.zip]
+    sbmlhybrid media resave old.pkl new.zip --trust-pickle   # version-1 pickle files only
 """
 
 from __future__ import annotations
 
 import argparse
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,12 @@ import pandas as pd
 import torch
 
 from sbmlhybrid.errors import InputError, Issue
+
+# spelled out (checked against media.strategies.STRATEGIES by the tests) so that building
+# the parser for every sbmlhybrid command does not import sklearn and the media package
+STRATEGY_HELP = ("head | lp-ft | staged | full | surgical | scratch (default lp-ft: linear "
+                 "probe, then the whole network fine-tuned; staged: only the layers next to "
+                 "the head, depth chosen by CV)")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -38,22 +46,15 @@ def _components(args) -> list[str] | None:
 
 
 def _save_model(model, path: Path) -> None:
-    from sbmlhybrid.media.campaign import atomic_write_bytes
+    from sbmlhybrid.media.modelfile import save_model
 
-    atomic_write_bytes(path, pickle.dumps({"format": "sbmlhybrid.media.model/1", "model": model}))
+    save_model(model, path)
 
 
 def _load_model(path: Path):
-    if not Path(path).exists():
-        raise FileNotFoundError(2, "No such file", str(path))
-    try:
-        with open(path, "rb") as fh:
-            obj = pickle.load(fh)
-        if obj.get("format") != "sbmlhybrid.media.model/1":
-            raise ValueError("wrong format tag")
-    except Exception as err:  # any unpickling failure means this is not our model file
-        raise InputError(Issue(f"not a media model file ({err})", file=str(path))) from None
-    return obj["model"]
+    from sbmlhybrid.media.modelfile import load_model
+
+    return load_model(path)
 
 
 def _curve(model) -> pd.DataFrame:
@@ -144,6 +145,20 @@ def cmd_propose(args) -> int:
     return 0
 
 
+def cmd_resave(args) -> int:
+    from sbmlhybrid.media.modelfile import resave_trusted_pickle
+
+    if not args.trust_pickle:
+        raise InputError(Issue("resave unpickles the old file, which runs any code it "
+                               "carries; pass --trust-pickle if you trust where it came from",
+                               file=str(args.old)))
+    if not Path(args.old).exists():
+        raise FileNotFoundError(2, "No such file", str(args.old))
+    kind = resave_trusted_pickle(args.old, args.new)
+    print(f"{kind} {args.old} -> {args.new} (current format)")
+    return 0
+
+
 def register(subparsers) -> None:
     """Add the ``media`` command and its pretrain/transfer/propose sub-commands."""
     media = subparsers.add_parser("media", help="transfer-learned culture-medium predictor")
@@ -174,7 +189,7 @@ def register(subparsers) -> None:
     common(p)
     p.add_argument("--model", type=Path, required=True, help="pretrained model file")
     p.add_argument("--strategy", default="lp-ft",
-                   help="head | lp-ft | full | surgical | scratch (default lp-ft)")
+                   help=STRATEGY_HELP)
     p.add_argument("--guard", action="store_true", help="fall back to target-only if better")
     p.add_argument("--cv", type=int, default=0, help="add K-fold CV predictions")
     p.add_argument("--model-out", type=Path, required=True)
@@ -194,3 +209,11 @@ def register(subparsers) -> None:
     p.add_argument("--campaign", type=Path, help="campaign state file (created or resumed)")
     p.add_argument("--out", type=Path, required=True, help="proposals CSV")
     p.set_defaults(func=cmd_propose)
+
+    p = sub.add_parser("resave", help="convert a trusted version-1 (pickle) model or "
+                       "campaign file to the current format")
+    p.add_argument("old", type=Path, help="version-1 pickle file")
+    p.add_argument("new", type=Path, help="file to write in the current format")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="required: unpickling runs any code the old file carries")
+    p.set_defaults(func=cmd_resave)

@@ -2,7 +2,10 @@
 
 Modules (hand-written unless noted; reused libraries named in each module):
     estimator   sklearn-compatible deep-ensemble MLP with pretrain/transfer (torch, sklearn)
+    strategies  transfer strategies (head, lp-ft, staged, full, surgical, scratch)
     nets        vectorised ensemble MLP and masked early-stopped training (torch)
+    modelfile   saving/loading models without pickle (JSON metadata + torch tensors)
+    container   the zip container of model and campaign files, atomic writes
     candidates  search space, candidate generation, constraints, acquisition, batch selection
     campaign    ask/tell campaign with atomic on-disk state
     synthetic   synthetic CHO medium benchmark (components -> CHO kinetics -> outcomes)
@@ -24,10 +27,12 @@ from sbmlhybrid.media.candidates import (
 )
 from sbmlhybrid.media.cho_simulator import AmiciCHOSimulator
 from sbmlhybrid.media.estimator import STRATEGIES, SourceSnapshot, TransferMLPRegressor
+from sbmlhybrid.media.modelfile import load_model, save_model
 from sbmlhybrid.media.synthetic import SyntheticMediumBenchmark
 
 __all__ = [
     "STRATEGIES", "Campaign", "LinearConstraint", "SearchSpace", "SourceSnapshot",
     "SyntheticMediumBenchmark", "TransferMLPRegressor", "acquisition", "constraints_from_table",
     "generate_candidates", "propose", "score_candidates", "select_batch", "AmiciCHOSimulator",
+    "load_model", "save_model",
 ]

@@ -6,16 +6,17 @@ pending proposals and the RNG state. ``ask`` proposes a plate of diverse
 formulations by acquisition (UCB/EI) over generated candidates; ``tell`` adds
 measured outcomes and re-transfers the pretrained model on every observation
 (or re-fits from scratch when the model has no source). ``save`` writes the
-whole state with a temp-file + fsync + ``os.replace`` (atomic on POSIX);
-``load`` restores it bit-identically. Files are pickles: load trusted files only.
+whole state with a temp-file + fsync + ``os.replace`` (atomic on POSIX) as the
+zip container of ``container``: meta.json holds the settings, search space,
+constraints, RNG state, observation/pending tables (column lists with dtypes)
+and the model's metadata (``modelfile`` schema under "model"); tensors.pt the
+model's weights (names prefixed "model."). ``load`` restores it bit-identically
+and, like ``modelfile.load_model``, never unpickles anything.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,26 +31,116 @@ from sbmlhybrid.media.candidates import (
     score_candidates,
     select_batch,
 )
+from sbmlhybrid.media.container import (
+    CAMPAIGN_FORMAT,
+    VERSION,
+    atomic_write_bytes,
+    dec_float,
+    dec_floats,
+    dec_int,
+    dec_strs,
+    decoding,
+    enc_float,
+    read_container,
+    write_container,
+)
 from sbmlhybrid.media.estimator import TransferMLPRegressor
+from sbmlhybrid.media.modelfile import model_from_meta, model_to_meta
 
-_FORMAT = "sbmlhybrid.media.campaign/1"
+__all__ = ["Campaign", "atomic_write_bytes", "propose"]
+# bit generators whose state is plain (big) integers, so it fits JSON exactly
+_RNG_KINDS = ("PCG64", "PCG64DXSM", "SFC64")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _dec_str(v) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {v!r}")
+    return v
+
+
+_SETTINGS = {"plate_size": dec_int, "acquisition": _dec_str, "beta": dec_float,
+             "n_candidates": dec_int, "strategy": _dec_str, "objective": _dec_str,
+             "min_distance": dec_float, "round": dec_int, "_next_id": dec_int}
+
+
+def _enc_cell(v):
+    """JSON value of one table cell (numpy scalars to Python, NaN/inf as strings)."""
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, float | np.floating):
+        return enc_float(v)
+    if v is None or isinstance(v, str):
+        return v
+    raise ValueError(f"cannot save table value {v!r}")
+
+
+def _frame_meta(df: pd.DataFrame) -> dict:
+    return {"columns": [str(c) for c in df.columns], "dtypes": [str(t) for t in df.dtypes],
+            "values": [[_enc_cell(v) for v in df.iloc[:, j].tolist()]
+                       for j in range(df.shape[1])]}
+
+
+def _frame_from(m: dict) -> pd.DataFrame:
+    """Inverse of ``_frame_meta`` for float64, int64 and object (scalar) columns."""
+    cols, dtypes, values = dec_strs(m["columns"]), dec_strs(m["dtypes"]), list(m["values"])
+    if not len(cols) == len(dtypes) == len(values) or len({len(v) for v in values}) > 1:
+        raise ValueError("table columns, dtypes and values do not match")
+    data = {}
+    for j, (dt, vals) in enumerate(zip(dtypes, values)):
+        if dt == "float64":
+            data[j] = pd.Series(dec_floats(vals), dtype=dt)
+        elif dt == "int64":
+            data[j] = pd.Series([dec_int(v) for v in vals], dtype=dt)
+        elif dt == "object":
+            if not all(v is None or isinstance(v, int | float | str) for v in vals):
+                raise TypeError("object column holds a non-scalar value")
+            data[j] = pd.Series(vals, dtype=dt)
+        else:
+            raise ValueError(f"unsupported column dtype {dt!r}")
+    df = pd.DataFrame(data) if data else pd.DataFrame(index=pd.RangeIndex(0))
+    df.columns = cols
+    return df
+
+
+def _space_meta(space: SearchSpace) -> dict:
+    return {"components": list(space.components), "units": list(space.units),
+            "lower": [enc_float(v) for v in space.lower],
+            "upper": [enc_float(v) for v in space.upper],
+            "levels": [[enc_float(v) for v in lev] for lev in space.levels]}
+
+
+def _space_from(m: dict) -> SearchSpace:
+    comps, units = dec_strs(m["components"]), dec_strs(m["units"])
+    lo, hi = dec_floats(m["lower"]), dec_floats(m["upper"])
+    levels = [dec_floats(v) for v in m["levels"]]
+    if not len(comps) == len(units) == len(lo) == len(hi) == len(levels):
+        raise ValueError("search-space fields have different lengths")
+    return SearchSpace(comps, units, lo, hi, levels)
+
+
+def _constraint_meta(c: LinearConstraint) -> dict:
+    return {"name": c.name, "coefficients": [enc_float(v) for v in c.coefficients],
+            "lower": enc_float(c.lower), "upper": enc_float(c.upper),
+            "offset": enc_float(c.offset)}
+
+
+def _constraint_from(m: dict, d: int) -> LinearConstraint:
+    coef = dec_floats(m["coefficients"])
+    if coef.shape != (d,):
+        raise ValueError(f"constraint {m.get('name')!r} has {coef.size} coefficients for {d}")
+    return LinearConstraint(str(m["name"]), coef, dec_float(m["lower"]),
+                            dec_float(m["upper"]), dec_float(m["offset"]))
+
+
+def _rng_from(state: dict) -> np.random.Generator:
+    kind = state["bit_generator"]
+    if kind not in _RNG_KINDS:
+        raise ValueError(f"unsupported bit generator {kind!r}")
+    bits = getattr(np.random, kind)()
+    bits.state = state
+    return np.random.Generator(bits)
 
 
 def propose(model: TransferMLPRegressor, space: SearchSpace, n: int,
@@ -151,24 +242,41 @@ class Campaign:
         return model
 
     # ---------------------------------------------------------------- persistence
-    def state(self) -> dict:
-        """Everything needed to resume (plain objects, numpy, pandas, the model)."""
-        return {"format": _FORMAT, **{k: v for k, v in self.__dict__.items()}}
-
     def save(self, path: str | Path) -> None:
-        """Atomically write the campaign to ``path``."""
-        atomic_write_bytes(path, pickle.dumps(self.state(), protocol=pickle.HIGHEST_PROTOCOL))
+        """Atomically write the campaign to ``path`` (zip container, see module doc)."""
+        state = self.rng.bit_generator.state
+        if state["bit_generator"] not in _RNG_KINDS:
+            raise ValueError(f"cannot save a {state['bit_generator']} RNG; use {_RNG_KINDS}")
+        tensors: dict = {}
+        meta = {
+            "format": CAMPAIGN_FORMAT, "version": VERSION,
+            "settings": {k: _enc_cell(getattr(self, k)) for k in _SETTINGS},
+            "space": _space_meta(self.space),
+            "constraints": [_constraint_meta(c) for c in self.constraints],
+            "rng": state, "observations": _frame_meta(self.observations),
+            "pending": _frame_meta(self.pending),
+            "model": model_to_meta(self.model, tensors, "model."),
+        }
+        write_container(path, meta, tensors)
 
     @classmethod
     def load(cls, path: str | Path) -> Campaign:
-        """Restore a campaign written by ``save`` (trusted files only)."""
-        with open(path, "rb") as fh:
-            try:
-                state = pickle.load(fh)
-            except Exception as err:  # any unpickling failure is bad input
-                raise InputError(Issue(f"not a campaign file ({err})", file=str(path))) from None
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise InputError(Issue("not a campaign file", file=str(path)))
+        """Restore a campaign written by ``save``.
+
+        Raises FileNotFoundError for a missing path and InputError for a foreign,
+        damaged, truncated or old (pickle) file; nothing in it is executed.
+        """
+        meta, tensors = read_container(path, CAMPAIGN_FORMAT)
         obj = cls.__new__(cls)
-        obj.__dict__.update({k: v for k, v in state.items() if k != "format"})
+        with decoding(path, "campaign"):
+            settings = dict(meta["settings"])
+            if set(settings) != set(_SETTINGS):
+                raise ValueError(f"settings must be {sorted(_SETTINGS)}")
+            obj.__dict__.update({k: _SETTINGS[k](v) for k, v in settings.items()})
+            obj.space = _space_from(meta["space"])
+            obj.constraints = [_constraint_from(c, obj.space.dim) for c in meta["constraints"]]
+            obj.rng = _rng_from(meta["rng"])
+            obj.observations = _frame_from(meta["observations"])
+            obj.pending = _frame_from(meta["pending"])
+            obj.model = model_from_meta(meta["model"], tensors, "model.")
         return obj

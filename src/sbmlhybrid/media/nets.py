@@ -24,6 +24,7 @@ from torch import nn
 
 _ACTIVATIONS = {"silu": torch.nn.functional.silu, "relu": torch.relu, "tanh": torch.tanh}
 _INPLACE = {"silu": lambda h: torch.nn.functional.silu(h, inplace=True), "relu": torch.relu_}
+ACTIVATIONS = tuple(_ACTIVATIONS)  # names accepted by EnsembleMLP
 
 
 class EnsembleMLP(nn.Module):
@@ -114,6 +115,61 @@ def _masked_mse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torc
     return ((pred - y) ** 2 * mask).sum(dim=1) / denom
 
 
+def _trainable_params(net: EnsembleMLP, trainable: list[bool],
+                      input_row_mask: torch.Tensor | None) -> tuple[list[nn.Parameter], list]:
+    """Set requires_grad per layer flag; returns (parameters to optimise, gradient hooks).
+
+    A frozen input layer with a non-empty ``input_row_mask`` keeps its weight
+    trainable, with a hook that zeroes the gradient of the other rows.
+    """
+    params: list[nn.Parameter] = []
+    hooks = []
+    for i, flag in enumerate(trainable):
+        w, b = net.layer_params(i)
+        if flag:
+            w.requires_grad_(True)
+            b.requires_grad_(True)
+            params += [w, b]
+        elif i == 0 and input_row_mask is not None and bool(input_row_mask.any()):
+            w.requires_grad_(True)
+            b.requires_grad_(False)
+            row_mask = input_row_mask.to(w.dtype).view(1, -1, 1)
+            hooks.append(w.register_hook(lambda g, m=row_mask: g * m))
+            params.append(w)
+        else:
+            w.requires_grad_(False)
+            b.requires_grad_(False)
+    return params, hooks
+
+
+def _epoch(net: EnsembleMLP, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+           train_mask: torch.Tensor, bs: int, generator: torch.Generator | None,
+           decayed: list[nn.Parameter], decay: float) -> tuple[float, torch.Tensor]:
+    """One epoch of (mini-)batch Adam steps; returns (mean training MSE, predictions (E, n)
+    of every row for monitoring). ``decay`` multiplies the ``decayed`` weights per step."""
+    n = x.shape[0]
+    order = torch.randperm(n, generator=generator) if bs < n else None
+    total = 0.0
+    for start in range(0, n, bs):
+        idx = order[start : start + bs] if order is not None else slice(None)
+        pred = net(x[idx])
+        loss_e = _masked_mse(pred, y[idx], train_mask[:, idx])
+        loss = loss_e.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if order is None:  # full batch: monitor the pre-step predictions, no extra pass
+            full_pred = pred.detach()
+        opt.step()
+        if decayed:
+            with torch.no_grad():
+                torch._foreach_mul_(decayed, decay)
+        total += float(loss_e.detach().mean())
+    if order is not None:
+        with torch.no_grad():
+            full_pred = net(x)
+    return total / math.ceil(n / bs), full_pred
+
+
 def train_ensemble(
     net: EnsembleMLP,
     x: torch.Tensor,
@@ -133,14 +189,12 @@ def train_ensemble(
 
     Args:
         net: The ensemble; its parameters are modified in place.
-        x: Inputs (n, d), already scaled.
-        y: Standardised targets (n,).
+        x: Inputs (n, d), already scaled. y: Standardised targets (n,).
         train_mask: (E, n) 1 where row i is in member e's training set.
         val_mask: (E, n) 1 where row i is in member e's validation set. A member
             without validation rows is monitored on its training loss.
         trainable: One flag per layer (len n_layers); False freezes the layer.
-        lr: Adam learning rate.
-        max_epochs: Epoch limit.
+        lr: Adam learning rate. max_epochs: Epoch limit.
         patience: Stop when no member improved for this many epochs.
         weight_decay: Decoupled weight decay (w <- w (1 - lr wd) after each step) on the
             weights of trainable layers only.
@@ -154,23 +208,7 @@ def train_ensemble(
         member's best monitored epoch.
     """
     n = x.shape[0]
-    params: list[nn.Parameter] = []
-    hooks = []
-    for i, flag in enumerate(trainable):
-        w, b = net.layer_params(i)
-        if flag:
-            w.requires_grad_(True)
-            b.requires_grad_(True)
-            params += [w, b]
-        elif i == 0 and input_row_mask is not None and bool(input_row_mask.any()):
-            w.requires_grad_(True)
-            b.requires_grad_(False)
-            row_mask = input_row_mask.to(w.dtype).view(1, -1, 1)
-            hooks.append(w.register_hook(lambda g, m=row_mask: g * m))
-            params.append(w)
-        else:
-            w.requires_grad_(False)
-            b.requires_grad_(False)
+    params, hooks = _trainable_params(net, trainable, input_row_mask)
     result = TrainResult()
     if not params or max_epochs <= 0:
         result.best_epoch = np.zeros(net.n_members, dtype=int)
@@ -187,28 +225,12 @@ def train_ensemble(
     stale = 0
     bs = n if batch_size is None or batch_size >= n else batch_size
     for epoch in range(max_epochs):
-        order = torch.randperm(n, generator=generator) if bs < n else None
-        total = 0.0
-        for start in range(0, n, bs):
-            idx = order[start : start + bs] if order is not None else slice(None)
-            pred = net(x[idx])
-            loss_e = _masked_mse(pred, y[idx], train_mask[:, idx])
-            loss = loss_e.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if order is None:  # full batch: monitor the pre-step predictions, no extra pass
-                full_pred = pred.detach()
-            opt.step()
-            if decayed:
-                with torch.no_grad():
-                    torch._foreach_mul_(decayed, 1.0 - lr * weight_decay)
-            total += float(loss_e.detach().mean())
+        train_loss, full_pred = _epoch(net, opt, x, y, train_mask, bs, generator, decayed,
+                                       1.0 - lr * weight_decay)
         with torch.no_grad():
-            if order is not None:
-                full_pred = net(x)
             mon = _masked_mse(full_pred, y, monitor_mask)
             val = _masked_mse(full_pred, y, val_mask)
-        result.train_loss.append(total / math.ceil(n / bs))
+        result.train_loss.append(train_loss)
         result.val_loss.append(float(val[has_val].mean()) if bool(has_val.any()) else float("nan"))
         improved = mon < best - 1e-7
         if bool(improved.any()):
@@ -223,15 +245,21 @@ def train_ensemble(
             stale += 1
             if stale >= patience:
                 break
+    _restore(net, params, best_state, hooks)
+    result.best_epoch = best_epoch
+    return result
+
+
+def _restore(net: EnsembleMLP, params: list[nn.Parameter], state: list[torch.Tensor],
+             hooks: list) -> None:
+    """Copy the kept ``state`` back into ``params``, drop the hooks, freeze every layer."""
     with torch.no_grad():
-        for p, s in zip(params, best_state):
+        for p, s in zip(params, state):
             p.copy_(s)
     for h in hooks:
         h.remove()
     for p in net.parameters():
         p.requires_grad_(False)
-    result.best_epoch = best_epoch
-    return result
 
 
 def fit_linear_head(

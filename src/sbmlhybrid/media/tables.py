@@ -1,4 +1,5 @@
-"""Reading and validating medium tables (CSV or Excel) for the CLI and the campaign.
+"""Reading and validating medium tables (CSV or Excel) for the CLI, the campaign and
+the estimator's X/y inputs (``as_frame``, ``check_outcome``).
 
 Hand-written on pandas (``read_csv``/``read_excel`` via openpyxl). Every problem
 is reported as an ``Issue`` naming the file, the column and, where useful, the
@@ -84,8 +85,43 @@ def training_table(
     return x, pd.to_numeric(df[target]).to_numpy(float)
 
 
+def as_frame(X, columns: list[str] | None, name: str) -> pd.DataFrame:
+    """Validated float DataFrame (n, d) of X (DataFrame or 2-D array); arrays get
+    ``columns`` (if widths match) or x0..x{d-1}. Raises InputError naming every
+    missing or non-numeric cell (first row per column)."""
+    if isinstance(X, pd.DataFrame):
+        df = X
+    else:
+        arr = np.asarray(X, dtype=float)
+        if arr.ndim != 2:
+            raise InputError(Issue(f"{name} must be 2-D (n, d), got shape {arr.shape}"))
+        cols = columns if columns is not None and len(columns) == arr.shape[1] else [
+            f"x{i}" for i in range(arr.shape[1])]
+        df = pd.DataFrame(arr, columns=cols)
+    issues = []
+    for c in df.columns:
+        vals = pd.to_numeric(df[c], errors="coerce")
+        if vals.isna().any():
+            row = int(np.flatnonzero(vals.isna().to_numpy())[0]) + 1
+            issues.append(Issue("missing or non-numeric value", row=row, column=str(c)))
+    if issues:
+        raise InputError(issues, header=f"Invalid {name}")
+    return df.apply(pd.to_numeric).astype(float)
+
+
+def check_outcome(y, n: int) -> np.ndarray:
+    """Outcome vector (n,) as float; InputError on a length mismatch or non-finite value."""
+    arr = np.asarray(y, dtype=float).reshape(-1)
+    if arr.shape[0] != n:
+        raise InputError(Issue(f"y has {arr.shape[0]} values but X has {n} rows"))
+    if not np.all(np.isfinite(arr)):
+        row = int(np.flatnonzero(~np.isfinite(arr))[0]) + 1
+        raise InputError(Issue("missing or non-finite outcome", row=row, column="y"))
+    return arr
+
+
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
     """Write a CSV atomically (temp file + rename)."""
-    from sbmlhybrid.media.campaign import atomic_write_bytes
+    from sbmlhybrid.media.container import atomic_write_bytes
 
     atomic_write_bytes(path, df.to_csv(index=False).encode())
