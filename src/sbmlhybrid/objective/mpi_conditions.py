@@ -1,0 +1,169 @@
+"""The conditions of one evaluation simulated on several MPI ranks (parPE's scheme).
+
+For problems whose single evaluation (a full objective, or a large mini-batch) outgrows one
+machine: rank 0 runs the optimizer; every evaluation's conditions are split round-robin over
+all ranks (rank 0 included), each rank simulates its share with its own copy of the model
+(rebuilt from the compile cache, so nothing is compiled twice) and rank 0 sums values,
+gradients and FIMs. Any optimizer of this package (full-batch or mini-batch) runs unchanged,
+because the split happens inside pyPESTO's AMICI calculator.
+
+Reused: pyPESTO's `AmiciCalculator` on every rank, mpi4py collectives. Written here: the
+calculator that scatters and gathers, and the worker loop. The solver's tolerances, step limit
+and sensitivity method travel with every call, so the rescue's relaxed retries act on the
+workers too. Only likelihood-only calls are distributed (return data of remote ranks are not
+sent back); full reporting (simulation tables) runs on rank 0 alone.
+
+    objective = create_objective(load_problem("problem.yaml"))   # on every rank
+    result = run_distributed(objective, lambda obj: fit(obj, settings))  # None on workers
+
+Launch: ``mpiexec -n 4 python my_script.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import amici.sim.sundials as asd
+import numpy as np
+from amici.sim._parameter_mapping import ParameterMapping
+from pypesto.C import FVAL, GRAD, HESS, MODE_FUN, RDATAS
+from pypesto.objective.amici.amici_calculator import AmiciCalculator
+
+from sbmlhybrid.objective.model_objective import ModelObjective
+from sbmlhybrid.objective.work import CountingCalculator
+
+__all__ = ["MPICalculator", "run_distributed"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Status:
+    """Stand-in for a remote rank's ReturnData: only its status travels back."""
+
+    status: int
+
+
+def _solver_settings(solver: Any) -> dict[str, Any]:
+    return {"rtol": solver.get_relative_tolerance(), "atol": solver.get_absolute_tolerance(),
+            "max_steps": solver.get_max_steps(),
+            "method": int(solver.get_sensitivity_method())}
+
+
+def _apply_settings(solver: Any, s: dict[str, Any]) -> None:
+    solver.set_relative_tolerance(s["rtol"])
+    solver.set_absolute_tolerance(s["atol"])
+    solver.set_max_steps(s["max_steps"])
+    solver.set_sensitivity_method(asd.SensitivityMethod(s["method"]))
+
+
+def _simulate_share(objective: ModelObjective, msg: dict[str, Any], rank: int
+                    ) -> tuple[float, Any, Any, list[int]]:
+    """This rank's part of a call: (fval, grad, hess, statuses) over its conditions."""
+    obj = objective.amici_objective
+    idx = msg["parts"][rank]
+    if not idx:
+        return 0.0, None, None, []
+    _apply_settings(obj.amici_solver, msg["solver"])
+    obj.amici_solver.set_return_data_reporting_mode(msg["reporting"])
+    # on a worker its own counting calculator (its counter shows its share); on rank 0 the
+    # plain AMICI call (the MPI calculator counts every rank's conditions itself)
+    calc = obj.calculator
+    call = calc.__call__ if not isinstance(calc, MPICalculator) else \
+        (lambda *a: AmiciCalculator.__call__(calc, *a))
+    ret = call(
+        msg["x_dct"], msg["sensi_orders"], msg["mode"], obj.amici_model,
+        obj.amici_solver, [obj.edatas[i] for i in idx], msg["n_threads"], msg["x_ids"],
+        ParameterMapping([obj.parameter_mapping[i] for i in idx]), msg["fim_for_hess"])
+    statuses = [int(r.status) for r in ret.get(RDATAS) or []]
+    return float(ret[FVAL]), ret.get(GRAD), ret.get(HESS), statuses
+
+
+class MPICalculator(CountingCalculator):
+    """Counting calculator on rank 0 that spreads each call's conditions over all ranks."""
+
+    def __init__(self, counter, objective: ModelObjective, comm: Any):
+        super().__init__(counter)
+        self.objective, self.comm = objective, comm
+        self._index = {id(e): i for i, e in enumerate(objective.amici_objective.edatas)}
+
+    def __getstate__(self) -> dict:  # a communicator does not pickle: copies run locally
+        raise TypeError("an MPI-distributed objective cannot be copied to another process")
+
+    def __call__(self, x_dct, sensi_orders, mode, amici_model, amici_solver, edatas,
+                 n_threads, x_ids, parameter_mapping, fim_for_hess):
+        idx = [self._index.get(id(e)) for e in edatas]
+        reporting = amici_solver.get_return_data_reporting_mode()
+        if (any(i is None for i in idx) or reporting != asd.RDataReporting.likelihood
+                or mode != MODE_FUN):
+            return super().__call__(x_dct, sensi_orders, mode, amici_model, amici_solver,
+                                    edatas, n_threads, x_ids, parameter_mapping, fim_for_hess)
+        size = self.comm.Get_size()
+        msg = {"x_dct": dict(x_dct), "sensi_orders": tuple(sensi_orders), "mode": mode,
+               "idx": idx, "parts": [idx[r::size] for r in range(size)], "x_ids": list(x_ids),
+               "solver": _solver_settings(amici_solver), "reporting": reporting,
+               "n_threads": n_threads, "fim_for_hess": fim_for_hess}
+        self.comm.bcast(msg, root=0)
+        shares = self.comm.gather(_simulate_share(self.objective, msg, 0), root=0)
+        return self._combine(shares, msg, sensi_orders)
+
+    def _combine(self, shares: list, msg: dict[str, Any], sensi_orders) -> dict[str, Any]:
+        """Sum the ranks' shares; statuses back in the call's condition order."""
+        fval = float(sum(s[0] for s in shares))
+        grads = [np.asarray(s[1]) for s in shares if s[1] is not None and len(s[3])]
+        hesses = [np.asarray(s[2]) for s in shares if s[2] is not None and len(s[3])]
+        by_cond: dict[int, int] = {}
+        for part, share in zip(msg["parts"], shares):
+            by_cond.update(zip(part, share[3]))
+        statuses = [by_cond.get(i, asd.AMICI_NOT_RUN) for i in msg["idx"]]
+        ret: dict[str, Any] = {FVAL: fval, RDATAS: [_Status(s) for s in statuses]}
+        if grads:
+            ret[GRAD] = np.sum(grads, axis=0)
+        if hesses:
+            ret[HESS] = np.sum(hesses, axis=0)
+        if any(s != asd.AMICI_SUCCESS for s in statuses):
+            ret[FVAL] = np.inf  # as pyPESTO does for a failed condition
+            if GRAD in ret:
+                ret[GRAD] = np.full_like(ret[GRAD], np.nan)
+        n_run = sum(s != asd.AMICI_NOT_RUN for s in statuses)
+        self.counter.record(n_run, bool(sensi_orders) and max(sensi_orders) > 0,
+                            len(statuses), ret[FVAL])
+        return ret
+
+
+def _serve(objective: ModelObjective, comm: Any) -> None:
+    """Worker loop: simulate this rank's share of every call until rank 0 says stop."""
+    rank = comm.Get_rank()
+    while True:
+        msg = comm.bcast(None, root=0)
+        if msg is None:
+            return
+        comm.gather(_simulate_share(objective, msg, rank), root=0)
+
+
+def run_distributed(objective: ModelObjective, main: Callable[[ModelObjective], T],
+                    comm: Any = None) -> T | None:
+    """Run ``main(objective)`` on rank 0 while every rank simulates a share of each call.
+
+    Call it on every rank with the same problem. Returns main's result on rank 0 and None on
+    the other ranks (after rank 0 finished). With one rank, main runs unchanged.
+    """
+    if comm is None:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+    if comm.Get_size() == 1:
+        return main(objective)
+    if comm.Get_rank() != 0:
+        _serve(objective, comm)
+        return None
+    obj = objective.amici_objective
+    local = obj.calculator
+    obj.calculator = MPICalculator(objective.work, objective, comm)
+    try:
+        return main(objective)
+    finally:
+        obj.calculator = local
+        comm.bcast(None, root=0)
