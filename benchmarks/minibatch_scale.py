@@ -57,8 +57,11 @@ SEED, TUNE_SEED, N_TUNE_STARTS = 0, 1, 4
 BATCH_SIZES = (4, 16)
 FULLBATCH = ("fides", "lbfgsb")
 #: Tuning grid on N = 64 (batch size 8, no polish): start learning rate (decays
-#: logarithmically to 1/100 of it) x batch updates.
-TUNE_GRID = [(lr, steps) for lr in (0.1, 0.03) for steps in (100, 300)]
+#: logarithmically to `LR_END_FACTOR` times it) x batch updates. A first grid with rates
+#: 0.1 and 0.03 and 100 or 300 steps left most tuning starts at objectives of 1e7 to 1e13:
+#: starts lie up to 5 decades from the optimum on log10 scale, so larger rates are needed.
+TUNE_GRID = [(lr, steps) for lr in (1.0, 0.3, 0.1) for steps in (300, 1000)]
+LR_END_FACTOR = 1e-3
 DELTAS = (0.1, 1.0, 10.0)
 #: Iterations of the fides polish after a mini-batch phase (a short polish: its cost is N per
 #: iteration, the mini-batch phase's is independent of N).
@@ -94,7 +97,7 @@ def methods(tuned: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
         for b in BATCH_SIZES:
             base = {"kind": "minibatch", "method": method, "batch_size": b,
                     "learning_rate": tuned[method]["learning_rate"],
-                    "learning_rate_end": tuned[method]["learning_rate"] / 100,
+                    "learning_rate_end": tuned[method]["learning_rate"] * LR_END_FACTOR,
                     "schedule": "logarithmic", "max_steps": int(tuned[method]["max_steps"]),
                     "epochs": 10**6, "full_eval_every": 0, "full_gradient": False}
             out[f"{method}-b{b}"] = base
