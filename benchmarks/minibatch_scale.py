@@ -230,14 +230,17 @@ def tune(workers: int) -> dict[str, dict[str, float]]:
     choice: dict[str, dict[str, float]] = {}
     scores = {}
     for method in ("adam", "rmsprop"):
-        best = None
+        ranked = []
         for lr, steps in TUNE_GRID:
             name = f"tune-{method}-lr{lr}-s{steps}"
             w = expected_work(recs[name], f_star, 1.0)
-            scores[name] = w
-            if best is None or w < best[0]:
-                best = (w, lr, steps)
-        choice[method] = {"learning_rate": best[1], "max_steps": best[2]}
+            median = float(np.median([np.inf if r["fval"] is None else r["fval"]
+                                      for r in recs[name]]))
+            scores[name] = {"expected_work": w if np.isfinite(w) else None,
+                            "median_fval": median}
+            ranked.append(((w, median), lr, steps))  # ties (none converged): median value
+        _, lr, steps = min(ranked)
+        choice[method] = {"learning_rate": lr, "max_steps": steps}
     _write(path, {"tuned": choice, "expected_work_by_setting": scores, "f_star": f_star,
                   "grid": TUNE_GRID, "n_starts": N_TUNE_STARTS, "seed": TUNE_SEED,
                   "batch_size": 8, "polish": None, "commit": git_commit()})
