@@ -1,7 +1,8 @@
 """Run under ``mpiexec -n 2``: conditions spread over ranks give the serial values to 1e-12.
 
-Checks full evaluations (value, gradient, FIM), a condition subset, mini-batch batches with
-their rescue, and a short fides fit; prints "MPI-CONDITIONS OK <n> checks" on rank 0.
+Checks full evaluations (value, gradient, forward-only value, FIM), a condition subset and
+mini-batch batches (through their rescue path), and that rank 0's work counter sees every
+condition simulated on any rank; prints "MPI-CONDITIONS OK <n> checks" on rank 0.
 Usage: mpiexec -n 2 python tests/mpi/conditions_check.py PROBLEM_YAML
 """
 
