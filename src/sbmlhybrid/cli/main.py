@@ -16,7 +16,7 @@ import sys
 from sbmlhybrid.errors import InputError, SbmlHybridError
 
 # Modules of this package that contribute sub-commands, in help order.
-_COMMAND_MODULES = ("core", "media")
+_COMMAND_MODULES = ("core", "analysis", "media")
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 

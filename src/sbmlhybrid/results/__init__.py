@@ -3,6 +3,7 @@
 Entry point: `write_fit_plots(result, objective, folder)`.
 """
 
+from sbmlhybrid.results.analysis_plots import write_profile_plots, write_sample_plots
 from sbmlhybrid.results.plots import (
     best_x_free,
     plot_trajectories,
@@ -10,4 +11,5 @@ from sbmlhybrid.results.plots import (
     write_fit_plots,
 )
 
-__all__ = ["best_x_free", "plot_trajectories", "simulation_frame", "write_fit_plots"]
+__all__ = ["best_x_free", "plot_trajectories", "simulation_frame", "write_fit_plots",
+           "write_profile_plots", "write_sample_plots"]
