@@ -10,7 +10,7 @@ monitoring evaluations all count; work starts at 0 for every method):
 * The same start points for every method (`sbmlhybrid.optimize.start_points`, seed 0, starts
   whose objective is not finite resampled): 20 starts for N <= 256 and Isensee, 10 at 1024.
 * Full batch: fides and L-BFGS-B to convergence (their own stopping rules, 1000 iterations at
-  most). Mini-batch: balanced Adam and RMSProp at batch sizes 4 and 16, each alone (one full
+  most). Mini-batch: balanced Adam and RMSProp at batch sizes 4 and 8, each alone (one full
   evaluation at the end) and followed by a short fides polish (``polish="fides"``,
   `POLISH_MAX_ITER` iterations). Their learning
   rate and step budget are chosen on N = 64 with separate tuning starts (`tune`) and then
@@ -54,7 +54,7 @@ ISENSEE = SHARED / "benchmark_models" / "Isensee_JCB2018" / "Isensee_JCB2018.yam
 PROBLEMS = {"n64": 64, "n256": 256, "n1024": 1024, "isensee": None}
 N_STARTS = {"n64": 20, "n256": 20, "n1024": 10, "isensee": 20}
 SEED, TUNE_SEED, N_TUNE_STARTS = 0, 1, 4
-BATCH_SIZES = (4, 16)
+BATCH_SIZES = (4, 8)
 FULLBATCH = ("fides", "lbfgsb")
 #: Tuning grid on N = 64 (batch size 8, no polish): start learning rate (decays
 #: logarithmically to `LR_END_FACTOR` times it) x batch updates. A first grid with rates

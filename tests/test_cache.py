@@ -18,6 +18,7 @@ from sbmlhybrid.problem import load_problem
 from tests.conftest import REPO
 
 TINY = REPO / "tests" / "data" / "tiny" / "problem.yaml"
+CHO = REPO / "petab_problems" / "cho_fedbatch"
 
 
 def _entries(root: Path) -> list[Path]:
@@ -39,7 +40,34 @@ def test_key_tracks_what_changes_generated_code() -> None:
     other = copy.deepcopy(problem)  # values the model reads at run time do not change the key
     other.petab_problem.measurement_df["measurement"] *= 2
     other.petab_problem.parameter_df["nominalValue"] *= 2
+    other.petab_problem.condition_df["A0"] *= 3
     assert cache_key(other, DEFAULT_CODEGEN) == base
+    other = copy.deepcopy(problem)  # a column of parameter ids is no constant any more
+    other.petab_problem.condition_df["A0"] = ["k1", "k2"]
+    assert cache_key(other, DEFAULT_CODEGEN) != base
+    other = copy.deepcopy(problem)  # a non-estimated parameter becomes a constant
+    other.petab_problem.parameter_df.loc["k2", "estimate"] = 0
+    assert cache_key(other, DEFAULT_CODEGEN) != base
+    other = copy.deepcopy(problem)  # pre-equilibration adds initial_A0_preeq and an indicator
+    other.petab_problem.measurement_df["preequilibrationConditionId"] = "c0"
+    assert cache_key(other, DEFAULT_CODEGEN) != base
+
+
+def test_problem_files_over_one_model_share_one_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train and test problems differ only in data: same key, folder and module, one compile."""
+    monkeypatch.setenv("SBMLHYBRID_CACHE_DIR", str(tmp_path))
+    train, test = load_problem(CHO / "problem.yaml"), load_problem(CHO / "problem_test.yaml")
+    assert train.name != test.name  # the problem names still tell outputs apart
+    assert cache_key(train, DEFAULT_CODEGEN) == cache_key(test, DEFAULT_CODEGEN)
+    first = compile_problem(train)
+    second = compile_problem(test)
+    assert not first.hit and second.hit
+    assert second.path == first.path and second.module_name == first.module_name
+    assert first.module_name == f"cho_fedbatch_{first.key[:12]}"
+    assert len(_entries(tmp_path)) == 1
+    model = second.create_model()
+    assert "obs_Xv" in model.get_observable_ids()
 
 
 def test_failed_build_leaves_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

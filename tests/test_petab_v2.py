@@ -1,50 +1,64 @@
-"""Official PEtab v2 test suite (SBML cases) through the v2 -> v1 conversion.
+"""Official PEtab v2 test suite (SBML cases) through AMICI's native v2 import and simulation.
 
-Cases using v2 features without a v1 equivalent (several periods after t0, t0 != 0,
-expression-valued conditions, priors v1 lacks, compartment sizes per condition) must raise
-`NotSupportedError` while loading; they are xfailed with its message. Tolerances are the
-suite's own.
+Every SBML case must pass: llh, chi2, simulations (and, for prior cases, log-prior and
+unnormalized log-posterior) within the case's own tolerances; a NotSupportedError fails the
+test. PySB cases need pysb (not installed) and must raise NotSupportedError naming it.
+The default run checks a subset that covers the v2 features beyond PEtab v1; all cases are
+`slow` (and run in benchmarks/petab_sciml_conformance.py).
 """
 
 from __future__ import annotations
 
+import copy
+import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from sbmlhybrid.errors import InputError, NotSupportedError
+from sbmlhybrid.objective import create_objective
 from sbmlhybrid.problem import load_problem
-from sbmlhybrid.problem.v2 import experiments_to_conditions
-from sbmlhybrid.problem.v2_suite import check_v2_case
-from tests.conftest import SHARED
+from sbmlhybrid.problem.v2_suite import ATOL, RTOL, check_v2_case
+from sbmlhybrid.problem.v2_to_v1 import experiments_to_conditions
+from tests.conftest import SHARED, fd_gradient
 
 SUITE = SHARED / "petab_test_suite" / "v2.0.0" / "sbml"
-# A default subset (one AMICI build each; 0016 raises NotSupportedError before building, 0021
-# relative noise, 0023 steady-state measurement); the whole suite is `slow` and runs in
-# benchmarks/petab_sciml_conformance.py.
-DEFAULT_CASES = {"0001", "0002", "0016", "0021", "0023"}
+PYSB = SUITE.parent / "pysb"
+# One AMICI build each: 0006 timepoint-specific overrides (flattened), 0016 three periods and
+# a mapping table, 0018 pre-equilibration then t0 = 10, 0024 all eleven priors, 0027
+# expression-valued condition changes over two experiments (also used below).
+DEFAULT_CASES = {"0006", "0016", "0018", "0024", "0027"}
 CASES = [pytest.param(c, marks=() if c in DEFAULT_CASES else pytest.mark.slow)
          for c in sorted(p.name for p in SUITE.iterdir())] if SUITE.exists() else []
+needs_suite = pytest.mark.skipif(not SUITE.exists(),
+                                 reason=f"{SUITE} absent (../shared not checked out)")
 
 
-@pytest.mark.skipif(not SUITE.exists(), reason=f"{SUITE} absent (../shared not checked out)")
+@needs_suite
 @pytest.mark.parametrize("case", CASES)
 def test_v2_case(case: str) -> None:
     result = check_v2_case(SUITE / case)
-    if result["status"] == "not_supported":
-        pytest.xfail(f"NotSupportedError: {result['message']}")
     assert result["status"] == "passed", result
 
 
-@pytest.mark.skipif(not SUITE.exists(), reason=f"{SUITE} absent (../shared not checked out)")
-def test_multi_period_experiment_names_experiment() -> None:
-    with pytest.raises(NotSupportedError, match="experiment1"):
-        load_problem(SUITE / "0016" / "_0016.yaml")
+@needs_suite
+def test_suite_has_31_sbml_cases() -> None:
+    assert len(CASES) == 31
 
 
-@pytest.mark.skipif(not SUITE.exists(), reason=f"{SUITE} absent (../shared not checked out)")
+@needs_suite
+def test_pysb_cases_are_not_supported_and_name_pysb() -> None:
+    cases = sorted(p for p in PYSB.iterdir() if p.is_dir())
+    assert cases
+    for case in cases:
+        with pytest.raises(NotSupportedError, match="model language 'pysb'.*pysb package"):
+            load_problem(case / f"_{case.name}.yaml")
+
+
+@needs_suite
 def test_empty_measurement_table_names_file(tmp_path: Path) -> None:
     folder = shutil.copytree(SUITE / "0001", tmp_path / "0001")
     table = folder / "_measurements.tsv"
@@ -54,14 +68,64 @@ def test_empty_measurement_table_names_file(tmp_path: Path) -> None:
     assert f"{table}: measurement table has no rows" in str(info.value)
 
 
-@pytest.mark.skipif(not SUITE.exists(), reason=f"{SUITE} absent (../shared not checked out)")
-def test_pysb_model_is_unsupported_not_invalid() -> None:
-    with pytest.raises(NotSupportedError, match="model language 'pysb'; only SBML"):
-        load_problem(SUITE.parent / "pysb" / "0001" / "_0001.yaml")
+@needs_suite
+def test_subsets_gradient_copies_and_pypesto_problem() -> None:
+    """0027 (two experiments, estimated parameters inside condition expressions): subsets
+    sum to the whole, the gradient matches finite differences, copies (thread engines) and
+    pickles (process engines) evaluate alike, and pyPESTO's objective is the same value."""
+    problem = load_problem(SUITE / "0027" / "_0027.yaml")
+    problem.solver.rtol, problem.solver.atol = 1e-12, 1e-14
+    objective = create_objective(problem)
+    assert objective.conditions == ["e1", "e2"]
+    x = objective.x_nominal_free * 1.1
+    full = objective.evaluate(x)
+    parts = [objective.evaluate(x, [c]) for c in objective.conditions]
+    np.testing.assert_allclose(sum(p.fval for p in parts), full.fval, rtol=1e-12)
+    np.testing.assert_allclose(sum(p.grad for p in parts), full.grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(full.grad, fd_gradient(objective, x, 1e-5), rtol=1e-5,
+                               atol=1e-7)
+    assert np.any(np.abs(full.grad) > 1e-3)  # the check is not vacuous
+    for other in (copy.deepcopy(objective), pickle.loads(pickle.dumps(objective))):
+        assert other.amici_model is not objective.amici_model
+        np.testing.assert_allclose(other.evaluate(x).fval, full.fval, rtol=1e-12)
+    fval, grad = objective.pypesto_problem.objective(x, sensi_orders=(0, 1))
+    np.testing.assert_allclose(fval, full.fval, rtol=1e-12)  # no priors: likelihood only
+    np.testing.assert_allclose(grad, full.grad, rtol=1e-12)
+
+
+@needs_suite
+def test_priors_enter_pypesto_objective_with_gradient() -> None:
+    """0024: the pyPESTO objective is -llh - log prior (suite value), gradient by FD."""
+    import yaml
+
+    problem = load_problem(SUITE / "0024" / "_0024.yaml")
+    problem.solver.rtol, problem.solver.atol = RTOL, ATOL
+    objective = create_objective(problem)
+    sol = yaml.safe_load((SUITE / "0024" / "_0024_solution.yaml").read_text())
+    x = objective.x_nominal_free
+    fval = objective.pypesto_problem.objective(x)
+    assert abs(-fval - sol["unnorm_log_posterior"]) <= sol["tol_unnorm_log_posterior"]
+    x = x * 0.9  # off the nominal point, inside all bounds and prior supports
+    grad = objective.pypesto_problem.objective(x, sensi_orders=(1,))
+    eps = 1e-6
+    fd = [(objective.pypesto_problem.objective(x + eps * e)
+           - objective.pypesto_problem.objective(x - eps * e)) / (2 * eps)
+          for e in np.eye(len(x))]
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
+@needs_suite
+def test_simulation_table_is_petab_v2() -> None:
+    problem = load_problem(SUITE / "0016" / "_0016.yaml")
+    table = create_objective(problem).simulate()
+    measurements = pd.read_csv(SUITE / "0016" / "_measurements.tsv", sep="\t")
+    assert "simulation" in table and "experimentId" in table
+    assert len(table) == len(measurements)
 
 
 def test_preequilibration_parameter_persists() -> None:
-    """A parameter set before t0 keeps its value in the main period (v2 semantics)."""
+    """v2 -> v1 helper of the SciML importer: a parameter set before t0 keeps its value in
+    the main period (v2 semantics)."""
     import libsbml
     import petab.v2 as v2
 
@@ -80,4 +144,3 @@ def test_preequilibration_parameter_persists() -> None:
     assert exp_map == {"e0": ("e0__preeq", "e0")}
     assert df.loc["e0", "k1"] == 0.8 and df.loc["e0", "k2"] == 2.0
     assert df.loc["e0__preeq", "k1"] == 0.3
-    assert isinstance(df, pd.DataFrame)

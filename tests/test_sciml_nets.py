@@ -193,15 +193,23 @@ def test_problem_networks_build_and_frozen_arrays_match_gradients(case: str) -> 
     inits = initialize_networks(problem)
     assert set(inits) == set(refs)
     for nn_id, init in inits.items():
-        assert init.net.nn_model_id  # built from YAML
+        doc = yaml.safe_load(refs[nn_id].location.read_text())  # the network YAML itself
+        assert init.net.nn_model_id == doc["nn_model_id"] == nn_id
+        assert [name for name, _ in init.net.named_children()] == [
+            la["layer_id"] for la in doc["layers"]]
         grad_file = case_dir / f"grad_{nn_id}.hdf5"
         if not grad_file.is_file():
             continue
         grads = read_parameters(grad_file)[nn_id]
-        frozen_in_reference = {f"{la}.{a}" for la, arrs in grads.items()
-                               for a, v in arrs.items() if v.size == 0}
-        frozen = {k for k, p in init.net.named_parameters() if not p.requires_grad}
-        assert frozen == frozen_in_reference
+        params = dict(init.net.named_parameters())
+        # the reference has one array per network parameter: empty if frozen, else its shape
+        assert set(params) == {f"{la}.{a}" for la, arrs in grads.items() for a in arrs}
+        for la, arrs in grads.items():
+            for a, v in arrs.items():
+                key = f"{la}.{a}"
+                assert params[key].requires_grad == (v.size > 0), key
+                if v.size:
+                    assert tuple(params[key].shape) == v.shape, key
 
 
 @NEEDS_SUITE
@@ -218,5 +226,6 @@ def test_both_problem_yaml_spellings(tmp_path: Path) -> None:
     assert refs["cnn"].static is True and refs["cnn"].format == "yaml"
     legacy = find_networks(SUITE / "sciml_problem_import" / "014" / "petab" / "problem.yaml")
     assert legacy["net3"].format == "yaml" and legacy["net3"].static is True
-    a, b = build_network(refs["cnn"].location), build_network(legacy["net3"].location)
-    assert a.spec.to_dict() == b.spec.to_dict()
+    # locations resolved against each problem YAML's folder
+    assert refs["cnn"].location == tmp_path / "cnn.yaml" and set(refs) == {"cnn"}
+    assert legacy["net3"].location == net_file and set(legacy) == {"net3"}

@@ -109,12 +109,16 @@ def test_export_import_round_trip(tmp_path) -> None:
     for pid in ("alpha", "beta", "delta"):
         assert ev.mech_grad[pid] == pytest.approx(g_ref[pid], rel=1e-6)
     layer = {0: "layer_0", 2: "layer_2"}
+    checked = 0
     for pid, value in g_ref.items():
         if pid.startswith("net1__"):
             kind, idx, *rc = pid.split("__")[1][0], *pid.split("__")[1][1:].split("_")
             key = f"{layer[int(idx)]}.{'weight' if kind == 'W' else 'bias'}"
             ours = ev.net_grad["net1"][key][tuple(int(i) for i in rc)]
             assert ours == pytest.approx(value, rel=1e-6, abs=1e-8 * abs(ev_ref.fval)), pid
+            checked += 1
+    # every weight and bias of the module was compared (2*4 + 4 + 4*1 + 1 = 17)
+    assert checked == sum(p.numel() for p in module.parameters()) == 17
 
 
 @needs_suite

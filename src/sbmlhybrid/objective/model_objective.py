@@ -14,6 +14,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import amici.sim.sundials as asd
 import numpy as np
@@ -27,6 +28,10 @@ from sbmlhybrid.build import CompiledModel, compile_problem
 from sbmlhybrid.errors import InputError, Issue, SimulationError
 from sbmlhybrid.objective.work import WorkCounter, install_work_counter
 from sbmlhybrid.problem import Problem
+from sbmlhybrid.problem.v2 import ProblemV2
+
+if TYPE_CHECKING:
+    from sbmlhybrid.objective.petab_v2 import PetabV2Objective
 
 logging.getLogger("amici.sim.sundials").setLevel(logging.WARNING)  # floods at DEBUG otherwise
 
@@ -292,7 +297,12 @@ def _find_amici_objective(objective: pypesto.objective.ObjectiveBase
     raise TypeError(f"no AmiciObjective in {type(objective).__name__}")
 
 
-def create_objective(problem: Problem, compiled: CompiledModel | None = None,
-                     sensitivity_method: str | None = None) -> ModelObjective:
-    """Compile (or take from the cache) and wrap a problem; see `ModelObjective`."""
+def create_objective(problem: Problem | ProblemV2, compiled: CompiledModel | None = None,
+                     sensitivity_method: str | None = None) -> ModelObjective | PetabV2Objective:
+    """Compile (or take from the cache) and wrap a problem; see `ModelObjective` (PEtab v2
+    problems: `sbmlhybrid.objective.petab_v2.PetabV2Objective`, AMICI's native v2 path)."""
+    if isinstance(problem, ProblemV2):
+        from sbmlhybrid.objective.petab_v2 import PetabV2Objective
+
+        return PetabV2Objective(problem, compiled, sensitivity_method)
     return ModelObjective(problem, compiled, sensitivity_method)

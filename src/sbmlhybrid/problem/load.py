@@ -3,7 +3,7 @@
 PEtab's own loader raises on the first missing file or unreadable table and never mentions
 SBML line numbers; here every failure becomes an `InputError` listing file, row and column,
 then `validate.validate_problem` adds the linter's findings and the checks it misses.
-PEtab v2 YAMLs are converted to equivalent v1 tables (`sbmlhybrid.problem.v2`).
+PEtab v2 YAMLs load as `sbmlhybrid.problem.v2.ProblemV2`, for AMICI's native v2 path.
 Bare SBML: observables, conditions and parameters are derived (documented in
 `problem_from_sbml`), so `sbmlhybrid fit model.xml --measurements data.tsv` just works.
 """
@@ -14,6 +14,7 @@ import copy
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import libsbml
 import pandas as pd
@@ -22,6 +23,9 @@ import yaml
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.problem.validate import duplicate_ids, sbml_read_issues, validate_problem
+
+if TYPE_CHECKING:
+    from sbmlhybrid.problem.v2 import ProblemV2
 
 # Table kind -> its id column, whose values must be unique.
 _ID_COLUMNS = {"condition": petab.CONDITION_ID, "observable": petab.OBSERVABLE_ID,
@@ -159,7 +163,7 @@ def _finish(problem: petab.Problem, name: str, source: Path | None,
 
 def load_problem(
     path: str | Path, measurements: str | Path | None = None, solver: SolverSettings | None = None
-) -> Problem:
+) -> Problem | ProblemV2:
     """Load and validate a PEtab v1/v2 problem YAML, or a bare SBML file with measurements.
 
     Args:
@@ -168,7 +172,7 @@ def load_problem(
         solver: Solver settings; default: the YAML's `sbmlhybrid: solver:` entry, else defaults.
 
     Returns:
-        The validated `Problem`.
+        The validated `Problem` (PEtab v2 YAML: `sbmlhybrid.problem.v2.ProblemV2`).
 
     Raises:
         InputError: listing every problem found, with file, row and column.
