@@ -9,7 +9,7 @@ SYSTEM_PACKAGES := libhdf5-dev libopenmpi-dev openmpi-bin cmake g++ swig
 # pytest workers are not used: AMICI compiles and simulations already load the 2 cores.
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo test lint sysdeps venv benchmarks clean-cache
+.PHONY: demo test lint sysdeps venv benchmarks clean-cache notebooks
 
 venv: $(STAMP)
 
@@ -45,7 +45,7 @@ demo: $(STAMP)
 	@echo "demo done: see results/cho_fedbatch/*.png"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks petab_problems
+	$(BIN)/ruff check src tests benchmarks petab_problems notebooks
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -55,3 +55,7 @@ benchmarks: $(STAMP)
 
 clean-cache: $(STAMP)
 	$(BIN)/sbmlhybrid cache --clear
+
+# Re-execute every notebook in place, so the committed notebooks show their outputs and plots.
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/execute_all.py

@@ -144,3 +144,26 @@ def test_cli_refuses_bad_minibatch_options(args, option, tmp_path, capsys) -> No
     assert code == 2
     assert option in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_cli_minibatch_fit_with_polish_and_threads(blowup, tmp_path) -> None:
+    out = tmp_path / "fit"
+    code = main(["fit", str(BLOWUP), "--optimizer", "adam", "--batch-size", "2", "--epochs",
+                 "3", "--polish", "fides", "--max-iter", "30", "--threads", "2", "--starts",
+                 "2", "--seed", "5", "--output", str(out), "--no-progress"])
+    assert code == 0
+    import pypesto.store
+
+    from sbmlhybrid.optimize.multistart import read_work
+
+    stored = pypesto.store.read_result(str(out / "result.hdf5"), optimize=True)
+    problem = blowup.pypesto_problem
+    for r in stored.optimize_result.list:
+        assert "fides" in str(r.message)
+        # a full-objective value (with sensitivities: their error control changes the
+        # trajectory at the tolerance level, so compare like with like)
+        fval, _ = problem.objective(np.asarray(r.x)[problem.x_free_indices],
+                                    sensi_orders=(0, 1))
+        assert r.fval == pytest.approx(float(fval), rel=1e-12)
+    work = read_work(out / "result.hdf5")
+    assert sorted(work) == ["0", "1"] and all(w[0] > 0 for w in work.values())

@@ -143,6 +143,12 @@ def _write_atomic(result: pypesto.Result, path: Path, meta: dict, x0: np.ndarray
             for key, value in meta.items():
                 grp.attrs[key] = value
             grp.create_dataset("start_points", data=x0)
+            # pyPESTO's store keeps only its own result fields: the work per start goes here
+            work = grp.require_group("work")
+            for r in result.optimize_result.list:
+                if "work_sensitivity" in r.keys():
+                    work.attrs[str(r.id)] = [int(r["work_sensitivity"]),
+                                             int(r.get("work_forward") or 0)]
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -155,6 +161,7 @@ def _read_checkpoint(path: Path, meta: dict) -> pypesto.Result | None:
     try:
         with h5py.File(path, "r") as f:
             stored = dict(f[_META].attrs) if _META in f else {}
+            work = dict(f[_META]["work"].attrs) if f"{_META}/work" in f else {}
     except OSError as err:
         raise InputError(Issue(f"cannot read existing result file: {err}", str(path))) from err
     for key in ("problem", "x_free_ids", "seed", "optimizer"):
@@ -162,7 +169,19 @@ def _read_checkpoint(path: Path, meta: dict) -> pypesto.Result | None:
             raise InputError(Issue(
                 f"existing result was made with {key}={stored.get(key)!r}, not {meta[key]!r}; "
                 "choose another --output or pass overwrite", str(path)))
-    return pypesto.store.read_result(str(path), problem=False, optimize=True)
+    result = pypesto.store.read_result(str(path), problem=False, optimize=True)
+    for r in result.optimize_result.list:
+        if str(r.id) in work:
+            r["work_sensitivity"], r["work_forward"] = (int(v) for v in work[str(r.id)])
+    return result
+
+
+def read_work(path: str | Path) -> dict[str, tuple[int, int]]:
+    """Per start id of a stored fit: (conditions simulated with, without sensitivities)."""
+    with h5py.File(path, "r") as f:
+        if f"{_META}/work" not in f:
+            return {}
+        return {k: (int(v[0]), int(v[1])) for k, v in f[_META]["work"].attrs.items()}
 
 
 def fit(objective: ModelObjective, settings: FitSettings | None = None,
