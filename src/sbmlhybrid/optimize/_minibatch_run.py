@@ -12,7 +12,6 @@ import math
 import time
 import zlib
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pypesto
@@ -20,10 +19,8 @@ from pypesto.result import OptimizerResult
 
 from sbmlhybrid.objective.work import WorkCount, work_counter_of
 from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator
+from sbmlhybrid.optimize.minibatch_options import MiniBatchOptions
 from sbmlhybrid.optimize.minibatch_rules import UpdateRule, learning_rate, parabolic_minimum
-
-if TYPE_CHECKING:
-    from sbmlhybrid.optimize.minibatch import MiniBatchOptions
 
 
 class MiniBatchRun:
