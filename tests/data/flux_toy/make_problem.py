@@ -11,6 +11,7 @@ so the flux layer changes the rates. Data: the *uncoupled* model at the true par
 5 % noise, two conditions (S0 = 10, 20 mM). Run: ``python make_problem.py`` (deterministic).
 """
 
+import sys
 from pathlib import Path
 
 import libsbml
@@ -19,6 +20,9 @@ import pandas as pd
 from scipy.integrate import solve_ivp
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "tiny"))
+from make_tiny import write_problem_yaml  # noqa: E402
+
 TRUE = {"vmax": 1.0, "K_s": 2.0, "Y_p": 0.6, "Y_x": 0.5}
 CONDITIONS = {"low": 10.0, "high": 20.0}
 
@@ -87,10 +91,7 @@ def main() -> None:
     pd.DataFrame({"parameterId": list(TRUE), "parameterScale": "log10", "lowerBound": 0.01,
                   "upperBound": 100.0, "nominalValue": list(TRUE.values()), "estimate": 1}
                  ).to_csv(HERE / "parameters.tsv", sep="\t", index=False)
-    (HERE / "problem.yaml").write_text(
-        "format_version: 1\nparameter_file: parameters.tsv\nproblems:\n- sbml_files: "
-        "[model.xml]\n  condition_files: [conditions.tsv]\n  measurement_files: "
-        "[measurements.tsv]\n  observable_files: [observables.tsv]\n")
+    write_problem_yaml(HERE)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tiny"))
-from make_tiny import sbml_two_species  # noqa: E402
+from make_tiny import sbml_two_species, write_problem_yaml  # noqa: E402
 
 TRUE = {"a": 1.3, "b": 0.7}
 SIGMA = 0.5
@@ -43,10 +43,7 @@ def main() -> None:
     pd.DataFrame({"parameterId": ["a", "A0"], "parameterScale": "lin", "lowerBound": -10.0,
                   "upperBound": 10.0, "nominalValue": [TRUE["a"], TRUE["b"]],
                   "estimate": 1}).to_csv(HERE / "parameters.tsv", sep="\t", index=False)
-    (HERE / "problem.yaml").write_text(
-        "format_version: 1\nparameter_file: parameters.tsv\nproblems:\n- sbml_files: "
-        "[model.xml]\n  condition_files: [conditions.tsv]\n  measurement_files: "
-        "[measurements.tsv]\n  observable_files: [observables.tsv]\n")
+    write_problem_yaml(HERE)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from scipy.integrate import solve_ivp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tiny"))
-from make_tiny import sbml_two_species  # noqa: E402
+from make_tiny import sbml_two_species, write_problem_yaml  # noqa: E402
 
 TRUE = {"k1": 0.8, "k2": 0.3, "scale": 2.0, "g": 0.6}
 TIMES = [0.5, 1, 2, 3, 5, 8]
@@ -80,10 +80,7 @@ def main() -> None:
                 rows.append({"observableId": obs, "simulationConditionId": sim, "time": t,
                              "measurement": v * (1 + 0.02 * rng.standard_normal())})
     pd.DataFrame(rows).to_csv(HERE / "measurements.tsv", sep="\t", index=False)
-    (HERE / "problem.yaml").write_text(
-        "format_version: 1\nparameter_file: parameters.tsv\nproblems:\n"
-        "- sbml_files: [model.xml]\n  condition_files: [conditions.tsv]\n"
-        "  measurement_files: [measurements.tsv]\n  observable_files: [observables.tsv]\n"
+    write_problem_yaml(HERE,
         "sbmlhybrid:\n  solver:\n    rtol: 1.0e-10\n    atol: 1.0e-12\n"
         "    sensitivity_method: forward\n")
 

@@ -15,6 +15,16 @@ TRUE = {"k1": 0.8, "k2": 0.3, "scale": 2.0}
 TIMES = [0.5, 1, 2, 3, 5, 8]
 
 
+PROBLEM_YAML = ("format_version: 1\nparameter_file: parameters.tsv\nproblems:\n"
+                "- sbml_files: [model.xml]\n  condition_files: [conditions.tsv]\n"
+                "  measurement_files: [measurements.tsv]\n  observable_files: [observables.tsv]\n")
+
+
+def write_problem_yaml(folder: Path, extra: str = "") -> None:
+    """problem.yaml over the standard table file names of the test problems (+ `extra`)."""
+    (folder / "problem.yaml").write_text(PROBLEM_YAML + extra)
+
+
 def sbml_two_species(model_id: str, parameters: list[tuple[str, float]],
                      reactions: list[tuple[str, str | None, str | None, str]]) -> str:
     """SBML of species A, B in one compartment, A(0) = A0, mass-action-style reactions.
@@ -84,10 +94,7 @@ def main() -> None:
         rows += [{"observableId": "obs_b", "simulationConditionId": cid, "time": ti,
                   "measurement": TRUE["scale"] * v} for ti, v in zip(t, b)]
     pd.DataFrame(rows).to_csv(HERE / "measurements.tsv", sep="\t", index=False)
-    (HERE / "problem.yaml").write_text(
-        "format_version: 1\nparameter_file: parameters.tsv\nproblems:\n"
-        "- sbml_files: [model.xml]\n  condition_files: [conditions.tsv]\n"
-        "  measurement_files: [measurements.tsv]\n  observable_files: [observables.tsv]\n")
+    write_problem_yaml(HERE)
 
 
 if __name__ == "__main__":
