@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # the CLI only writes files: no display needed, none opened
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -21,7 +21,6 @@ cache (see `sbmlhybrid.layers.build` for constructors from PEtab problems and SB
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,9 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.errors import InputError, NotSupportedError, SimulationError
-
-logging.getLogger("amici.sim.sundials").setLevel(logging.WARNING)
 
 _SCALES = {"lin": asd.ParameterScaling.none, "log": asd.ParameterScaling.ln,
            "log10": asd.ParameterScaling.log10}
@@ -82,6 +80,7 @@ class AmiciBatchSimulator:
                  conditions: ConditionTable | None = None,
                  input_scale: str | Sequence[str] = "lin", rtol: float = 1e-8,
                  atol: float = 1e-12, max_steps: int = 100_000, num_threads: int = 1):
+        quiet_amici_simulations()
         self.model = model
         self.free_ids = list(model.get_free_parameter_ids())
         self.fixed_ids = list(model.get_fixed_parameter_ids())

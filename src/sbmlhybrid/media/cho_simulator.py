@@ -19,15 +19,13 @@ day of 200 mM glucose / 20 mM glutamine from day 3). Units: days, mM, 1e6 cells/
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import amici.sim.sundials as asd
 import numpy as np
 
+from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.errors import InputError, SimulationError
-
-logging.getLogger("amici.sim.sundials").setLevel(logging.WARNING)  # floods at DEBUG otherwise
 
 CHO_PROBLEM = Path(__file__).resolve().parents[3] / "petab_problems" / "cho_fedbatch" / \
     "problem.yaml"
@@ -63,6 +61,7 @@ class AmiciCHOSimulator:
                  t_end: float = 14.0, n_time: int = 141, num_threads: int = 1,
                  rtol: float | None = None, atol: float | None = None,
                  max_steps: int | None = None, on_failure: str = "raise") -> None:
+        quiet_amici_simulations()
         if on_failure not in ("raise", "nan"):
             raise InputError("on_failure must be 'raise' or 'nan'")
         if t_end <= 0 or n_time < 2:

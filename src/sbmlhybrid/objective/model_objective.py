@@ -10,7 +10,6 @@ condition when an integration fails.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pypesto
 import pypesto.petab
 from amici.sim._parameter_mapping import ParameterMapping
 
+from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.build import CompiledModel, compile_problem
 from sbmlhybrid.errors import InputError, Issue, SimulationError
 from sbmlhybrid.objective.work import WorkCounter, install_work_counter
@@ -33,7 +33,6 @@ from sbmlhybrid.problem.v2 import ProblemV2
 if TYPE_CHECKING:
     from sbmlhybrid.objective.petab_v2 import PetabV2Objective
 
-logging.getLogger("amici.sim.sundials").setLevel(logging.WARNING)  # floods at DEBUG otherwise
 
 # Forward sensitivities cost ~ n_states * n_parameters per step, adjoints ~ n_states per
 # backward solve per condition. Measured: Isensee (46 parameters) fval+grad 24.5 s forward vs
@@ -78,6 +77,7 @@ class ModelObjective:
 
     def __init__(self, problem: Problem, compiled: CompiledModel | None = None,
                  sensitivity_method: str | None = None):
+        quiet_amici_simulations()
         self.problem = problem
         self.compiled = compiled or compile_problem(problem)
         importer = pypesto.petab.PetabImporter(

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import petab.v1 as petab
+import pypesto
+import pypesto.visualize
 
-matplotlib.use("Agg")  # headless: CLI, CI and notebooks all write files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import petab.v1 as petab  # noqa: E402
-import pypesto  # noqa: E402
-import pypesto.visualize  # noqa: E402
-
-from sbmlhybrid.objective import ModelObjective  # noqa: E402
+from sbmlhybrid.objective import ModelObjective
 
 
 def best_x_free(result: pypesto.Result, objective: ModelObjective) -> np.ndarray:
