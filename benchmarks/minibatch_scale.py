@@ -137,7 +137,8 @@ def run_start(objective, cfg: dict[str, Any], x0: np.ndarray, start: int) -> dic
     keep = np.unique(np.linspace(0, len(full) - 1, min(len(full), 200)).astype(int)) \
         if len(full) else []
     fval = float(res.fval) if res.fval is not None and np.isfinite(res.fval) else None
-    return {"start": start, "fval": fval, "exitflag": int(res.exitflag or 0),
+    x_end = None if res.x is None else np.asarray(res.x)[problem.x_free_indices].tolist()
+    return {"start": start, "fval": fval, "x": x_end, "exitflag": int(res.exitflag or 0),
             "message": str(res.message)[:200],
             "work_sensitivity": int(objective.work.count.sensitivity),
             "work_forward": int(objective.work.count.forward),
