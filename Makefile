@@ -45,7 +45,7 @@ demo: $(STAMP)
 	@echo "demo done: see results/cho_fedbatch/*.png"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks petab_problems notebooks
+	$(BIN)/ruff check src tests benchmarks petab_problems notebooks/execute_all.py
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
