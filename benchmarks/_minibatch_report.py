@@ -104,9 +104,10 @@ def plot(blocks: dict[str, dict[str, Any]], forward_cost: float) -> list[Path]:
                     w = np.asarray(r["curve_work_sensitivity"]) + forward_cost * np.asarray(
                         r["curve_work_forward"])
                     f = np.array([np.nan if v is None else v for v in r["curve_best_fval"]])
-                    if len(w):
+                    if len(w):  # a plain mini-batch run has one full evaluation: a dot
                         ax.plot(np.maximum(w, 1), f - f_star + 1, color=color, lw=0.6,
-                                alpha=0.6, label=m if j == 0 else None)
+                                alpha=0.6, marker="o" if len(w) == 1 else None, ms=3,
+                                label=m if j == 0 else None)
             ax.axhline(2.0, color="k", ls=":", lw=0.8)
             ax.set(xscale="log", yscale="log", title=key, xlabel="work (conditions simulated)",
                    ylabel="best objective - f* + 1")
