@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -101,3 +102,23 @@ def test_concurrent_builds_compile_once_and_hits_are_fast(
     compiled = compile_problem(load_problem(TINY))
     compiled.create_model()
     assert compiled.hit and time.perf_counter() - start < 1.0
+
+
+def test_v2_key_follows_amici_v2_import(tmp_path: Path) -> None:
+    """PEtab v2: AMICI encodes the experiments as events, so condition values enter the key;
+    data, bounds and nominal values do not (no compile here: the key needs AMICI's importer
+    to convert the problem only)."""
+    suite = REPO / ".." / "shared" / "petab_test_suite" / "v2.0.0" / "sbml" / "0002"
+    if not suite.is_dir():
+        pytest.skip(f"{suite} absent")
+    folder = shutil.copytree(suite, tmp_path / "0002")
+    yaml_file = folder / "_0002.yaml"
+    base = cache_key(load_problem(yaml_file), DEFAULT_CODEGEN)
+    data = folder / "_measurements.tsv"
+    data.write_text(data.read_text().replace("0.01", "0.05"))
+    pars = folder / "_parameters.tsv"
+    pars.write_text(pars.read_text().replace("\t0.8\t", "\t0.7\t"))
+    assert cache_key(load_problem(yaml_file), DEFAULT_CODEGEN) == base
+    conditions = folder / "_conditions.tsv"
+    conditions.write_text(conditions.read_text().replace("0.9", "0.95"))
+    assert cache_key(load_problem(yaml_file), DEFAULT_CODEGEN) != base

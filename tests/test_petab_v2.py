@@ -69,6 +69,25 @@ def test_empty_measurement_table_names_file(tmp_path: Path) -> None:
 
 
 @needs_suite
+def test_table_errors_name_file_row_and_column(tmp_path: Path) -> None:
+    folder = shutil.copytree(SUITE / "0002", tmp_path / "0002")
+    table = folder / "_measurements.tsv"
+    lines = table.read_text().splitlines()
+    lines[2] = lines[2].replace("0.1", "inf")  # TSV row 3
+    lines[5] = lines[5].replace("obs_b", "obs_zz")
+    table.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError) as info:
+        load_problem(folder / "_0002.yaml")
+    text = str(info.value)
+    assert f"{table}, row 3, column measurement: measurement inf is not finite" in text
+    assert f"{table}: Observable obs_zz is used in the measurement table" in text
+    (folder / "_parameters.tsv").write_text(
+        (folder / "_parameters.tsv").read_text().replace("\t0.6\t", "\tzz\t"))
+    with pytest.raises(InputError, match=r"_parameters.tsv: cannot read PEtab v2 problem"):
+        load_problem(folder / "_0002.yaml")
+
+
+@needs_suite
 def test_subsets_gradient_copies_and_pypesto_problem() -> None:
     """0027 (two experiments, estimated parameters inside condition expressions): subsets
     sum to the whole, the gradient matches finite differences, copies (thread engines) and

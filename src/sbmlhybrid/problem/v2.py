@@ -61,6 +61,10 @@ _TASK_TABLE = {
     "CheckValidParameterInConditionOrParameterTable": "parameter",
     "CheckPriorDistribution": "parameter",
 }
+# petab.v2 record type (pydantic model) -> its table kind
+_RECORD_TABLE = {"Measurement": "measurement", "Condition": "condition", "Change": "condition",
+                 "Experiment": "experiment", "ExperimentPeriod": "experiment",
+                 "Observable": "observable", "Parameter": "parameter", "Mapping": "mapping"}
 _FILE_KEYS = {"condition": "condition_files", "measurement": "measurement_files",
               "observable": "observable_files", "parameter": "parameter_files",
               "experiment": "experiment_files", "mapping": "mapping_files"}
@@ -157,7 +161,10 @@ def _read(path: Path, files: dict[str, list[str]]) -> v2.Problem:
             p2 = v2.Problem.from_yaml(path)
             result = p2.validate()
     except Exception as err:  # pydantic / pandas errors: report them as input errors
-        raise InputError(Issue(f"cannot read PEtab v2 problem: {err}", where)) from err
+        # pydantic names the record type it rejected (e.g. "Measurement"): name its table
+        candidates = files.get(_RECORD_TABLE.get(str(getattr(err, "title", "")), ""), [])
+        raise InputError(Issue(f"cannot read PEtab v2 problem: {err}",
+                               candidates[0] if len(candidates) == 1 else where)) from err
     issues = [Issue(e.message, _issue_file(e.task, files, where)) for e in result
               if e.level >= petab.v2.lint.ValidationIssueSeverity.ERROR]
     issues += _measurement_issues(p2, files)
