@@ -163,3 +163,20 @@ def test_preequilibration_parameter_persists() -> None:
     assert exp_map == {"e0": ("e0__preeq", "e0")}
     assert df.loc["e0", "k1"] == 0.8 and df.loc["e0", "k2"] == 2.0
     assert df.loc["e0__preeq", "k1"] == 0.3
+
+
+@pytest.mark.skipif(not SUITE.exists(), reason="../shared/petab_test_suite not found")
+def test_cli_fits_a_v2_problem(tmp_path: Path) -> None:
+    from sbmlhybrid.cli.main import main
+
+    yaml_file = SUITE / "0027" / "_0027.yaml"
+    out = tmp_path / "fit"
+    assert main(["fit", str(yaml_file), "--starts", "2", "--output", str(out),
+                 "--no-progress"]) == 0
+    best = pd.read_csv(out / "best_parameters.tsv", sep="\t")
+    objective = create_objective(load_problem(yaml_file))
+    x = best.set_index("parameterId").loc[objective.x_free_ids, "estimate_scaled"].to_numpy()
+    nominal = objective.pypesto_problem.objective(objective.x_nominal_free)
+    fitted, grad = objective.pypesto_problem.objective(x, sensi_orders=(0, 1))
+    assert fitted <= nominal + 1e-9  # the fit is no worse than the nominal parameters
+    assert np.linalg.norm(grad) < 1e-3  # and it is a stationary point

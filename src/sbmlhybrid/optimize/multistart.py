@@ -96,10 +96,22 @@ def make_engine(name: str, workers: int | None) -> pypesto.engine.Engine:
 MAX_RESAMPLES = 100
 
 
-def _sample_start(par: pd.DataFrame, key: list[int]) -> np.ndarray:
+def _sample_start(objective: ModelObjective, key: list[int]) -> np.ndarray:
+    """One start point on PEtab scale, seeded by `key`: petab v1's sampler (initialization
+    priors, else uniform within bounds) or, for other problems (PEtab v2), the pyPESTO
+    problem's own start-point method."""
     sub_seed = int(np.random.SeedSequence(key).generate_state(1)[0])
-    return np.asarray(petab.sample_parameter_startpoints(par, n_starts=1, seed=sub_seed)[0],
-                      dtype=float)
+    petab_problem = objective.problem.petab_problem
+    if isinstance(petab_problem, petab.Problem):
+        return np.asarray(petab.sample_parameter_startpoints(
+            petab_problem.parameter_df, n_starts=1, seed=sub_seed)[0], dtype=float)
+    problem = objective.pypesto_problem
+    state = np.random.get_state()
+    np.random.seed(sub_seed)  # pyPESTO's start-point methods draw from numpy's global RNG
+    try:
+        return np.asarray(problem.startpoint_method(n_starts=1, problem=problem)[0], float)
+    finally:
+        np.random.set_state(state)
 
 
 def start_points(objective: ModelObjective, n_starts: int, seed: int,
@@ -114,13 +126,12 @@ def start_points(objective: ModelObjective, n_starts: int, seed: int,
     Raises:
         SimulationError: if no finite start is found for some i.
     """
-    par = objective.problem.petab_problem.parameter_df
     lb, ub = objective.pypesto_problem.lb, objective.pypesto_problem.ub
     rows = []
     for i in range(n_starts):
         for attempt in range(MAX_RESAMPLES + 1):
             key = [seed, i] if attempt == 0 else [seed, i, attempt]
-            x = np.clip(_sample_start(par, key), lb, ub)
+            x = np.clip(_sample_start(objective, key), lb, ub)
             if not resample or np.isfinite(
                     objective.evaluate(x, gradient=False, raise_on_failure=False).fval):
                 break

@@ -81,6 +81,8 @@ def write_fit_plots(result: pypesto.Result, objective: ModelObjective, folder: s
     paths.append(folder / "parameters.png")
     fig.savefig(paths[-1], dpi=120, bbox_inches="tight")
     plt.close(fig)
+    if not hasattr(objective, "dense_simulation"):  # PEtab v2: no dense trajectories yet
+        return paths
     fig = plot_trajectories(objective, best_x_free(result, objective), conditions,
                             title=f"{objective.problem.name}: best fit vs data")
     paths.append(folder / "fit.png")
