@@ -125,8 +125,11 @@ def test_torch_training_decreases_the_objective(toy):
     with torch.no_grad():
         start = float(ode.nll(torch.tensor(x0)))
     x, trace = train(ode, x0, max_iter=4)
-    assert len(trace) == 4 and all(a >= b for a, b in zip(trace, trace[1:]))
-    assert trace[-1] < start - 20  # measured: 14905.7 -> 14862.9 in 3 iterations
+    # the trace is best-so-far, so only a strict decrease says that every iteration improved;
+    # measured: 14905.7 -> 14890.0, 14864.7, 14862.9, 14861.1 (steps of at least 1.7)
+    assert len(trace) == 4 and start > trace[0]
+    assert all(a - b > 0.5 for a, b in zip(trace, trace[1:])), trace
+    assert trace[-1] < start - 30  # measured: a drop of 44.6
     assert np.all((x >= ode.bounds[:, 0]) & (x <= ode.bounds[:, 1]))
     with torch.no_grad():
         assert float(ode.nll(torch.tensor(x))) == pytest.approx(trace[-1], rel=1e-12)
@@ -142,7 +145,9 @@ def test_linear_map_violations():
 
 
 def test_bad_couplings_name_the_entity():
-    problem = pytest.importorskip("sbmlhybrid.problem").load_problem(TOY)
+    from sbmlhybrid.problem import load_problem
+
+    problem = load_problem(TOY)
     layer = coupling().layer
     with pytest.raises(InputError, match="BIOMASS"):
         FluxCoupling(layer, {k: v for k, v in RATES.items() if k != "BIOMASS"})

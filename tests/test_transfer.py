@@ -94,8 +94,13 @@ def test_frozen_correction_improves_and_keeps_mechanism(setup):
 def test_network_baseline_and_data_errors(setup, tmp_path):
     _, tr, _ = setup
     net = train_network(tr.features, tr.target, steps=50)
-    out = net(tr.features)
-    assert out.shape == (len(tr), 1) and bool(((out > 0) & (out < 1)).all())
+    with torch.no_grad():
+        out = net(tr.features)
+    assert out.shape == (len(tr), 1)
+    # the baseline fits: training MSE far below the constant (mean) predictor's, the target
+    # variance (measured: 5.1e-4 vs 4.3e-2; 6.4e-2 before training)
+    mse = float(((out - tr.target) ** 2).mean())
+    assert mse < 0.05 * float(tr.target.var(unbiased=False)), mse
     with pytest.raises(InputError, match="missing"):
         load_outcomes(EXAMPLE / "invivo.tsv", ["nope"], ["E"], {"E": 1.0})
     with pytest.raises(InputError, match="missing"):
