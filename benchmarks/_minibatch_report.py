@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,66 +132,26 @@ def plot(blocks: dict[str, dict[str, Any]], forward_cost: float) -> list[Path]:
     return paths
 
 
-def _time(fn: Callable[[], Any], reps: int) -> tuple[float, float, float]:
-    """(seconds per call, load before, load after)."""
-    before = load1()
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps, before, load1()
-
-
-def measure_timings(objective_of: Callable[[str], Any], key: str = "n256") -> None:
-    """Forward-cost ratio, batch cost ratio and threads on `key`; stored with the load."""
-    from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator
-
-    objective = objective_of(key)
-    x = objective.x_nominal_free
-    n = len(objective.conditions)
-    out: dict[str, Any] = {"problem": key, "commit": git_commit()}
-    sens, b0, b1 = _time(lambda: objective.evaluate(x), 5)
-    fwd, f0, f1 = _time(lambda: objective.evaluate(x, gradient=False), 5)
-    out["forward_cost_ratio"] = fwd / sens
-    out["full_s_per_condition_sensitivity"] = sens / n
-    out["full_s_per_condition_forward"] = fwd / n
-    out["load1"] = {"sensitivity": [b0, b1], "forward": [f0, f1]}
-    with BatchEvaluator(objective.pypesto_problem) as ev:
-        for b in (4, 16):
-            idx = [list(range(k, k + b)) for k in range(0, n, b)]
-            t, l0, l1 = _time(lambda idx=idx, ev=ev: [ev.batch(x, i) for i in idx], 3)
-            out[f"batch{b}_s_per_condition"] = t / n
-            out[f"batch_cost_ratio_b{b}"] = (t / n) / (sens / n)
-            out["load1"][f"batch{b}"] = [l0, l1]
-    out["batch_cost_ratio"] = max(out["batch_cost_ratio_b4"], out["batch_cost_ratio_b16"])
-    threads = {}
-    for k in (1, 2):
-        objective.n_threads = k
-        t, l0, l1 = _time(lambda: objective.evaluate(x), 5)
-        threads[str(k)] = {"s_per_evaluation": t, "load1": [l0, l1]}
-    objective.n_threads = 1
-    out["threads"] = threads
-    (RECORDS / "timings.json").parent.mkdir(parents=True, exist_ok=True)
-    (RECORDS / "timings.json").write_text(json.dumps(out, indent=1) + "\n")
-
-
 def report(command: str) -> None:
     """Rebuild minibatch_scale.json and its PNGs from the records."""
     from minibatch_scale import N_STARTS
 
-    timing_path = RECORDS / "timings.json"
+    # timings come from benchmarks/batch_cost.py (one run on an idle machine, loads stored)
+    timing_path = RESULTS / "batch_cost.json"
     timings = json.loads(timing_path.read_text()) if timing_path.exists() else None
-    fwd_cost = timings["forward_cost_ratio"] if timings else 1.0
-    blocks = {k: summarize(k, fwd_cost, N_STARTS[k]) for k in N_STARTS}
+    ratios = {k: p["forward_cost_ratio"] for k, p in (timings or {}).get("problems", {}).items()}
+    fwd_cost = {k: ratios.get("isensee" if k == "isensee" else "n256", 1.0) for k in N_STARTS}
+    blocks = {k: summarize(k, fwd_cost[k], N_STARTS[k]) for k in N_STARTS}
     tuned_path = RECORDS / "tuned.json"
     data = {
         "command": command, "commit": git_commit(), "load1_at_report": load1(),
         "unit": "one condition simulated with sensitivities; forward-only simulations "
                 "weighted by forward_cost_ratio (see *_forward_as_1 for weight 1)",
-        "forward_cost_ratio": fwd_cost, "delta": 1.0, "deltas": list(DELTAS),
+        "forward_cost_ratio_by_problem": fwd_cost, "delta": 1.0, "deltas": list(DELTAS),
         "tuning": json.loads(tuned_path.read_text()) if tuned_path.exists() else None,
-        "timings": timings,
+        "timings_from": "benchmarks/results/batch_cost.json" if timings else None,
         "batch_cost_ratio": timings["batch_cost_ratio"] if timings else None,
+        "batch_cost_loads_ok": timings["loads_ok"] if timings else None,
         "work_ratio_by_n": {str(SIZES[k]): (blocks[k] or {}).get("work_ratio", {}).get("1.0")
                             for k in SIZES},
         "n_starts_by_n": {str(SIZES[k]): N_STARTS[k] for k in SIZES},
@@ -206,5 +164,5 @@ def report(command: str) -> None:
         "missing": [k for k, b in blocks.items() if b is None],
     }
     write_json("minibatch_scale.json", data)
-    for p in plot(blocks, fwd_cost):
+    for p in plot(blocks, fwd_cost["n64"]):
         print(f"wrote {p}")

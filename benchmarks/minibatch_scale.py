@@ -24,10 +24,11 @@ Resumable: every (problem, method, start) record is written to
 ``benchmarks/results/minibatch_scale/`` as soon as it is done, and skipped when rerun, so a
 run can span sessions; the JSON and PNGs are rebuilt from the records at the end of each call
 (`_minibatch_report`). Work counts do not depend on machine load; timings (forward-cost
-ratio, batch cost ratio, threads) are taken by ``--timing`` and record the load.
+ratio, batch cost ratio, threads) come from `benchmarks/batch_cost.py`, run alone on an idle
+machine, which records the load.
 
 Run: ``.venv/bin/python benchmarks/minibatch_scale.py [--problems n64 n256 n1024 isensee]
-[--methods ...] [--workers 2] [--timing] [--report-only]``
+[--methods ...] [--workers 2] [--report-only]``
 """
 
 from __future__ import annotations
@@ -253,10 +254,9 @@ def main() -> None:
     ap.add_argument("--problems", nargs="*", default=list(PROBLEMS))
     ap.add_argument("--methods", nargs="*", default=None, help="default: all")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--timing", action="store_true", help="measure timings (idle machine)")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    from _minibatch_report import measure_timings, report
+    from _minibatch_report import report
 
     if not args.report_only:
         tuned = tune(args.workers)
@@ -267,8 +267,6 @@ def main() -> None:
             tasks = [(key, name, all_methods[name], x0.tolist(), i)
                      for name in names for i, x0 in enumerate(x0s)]
             run_tasks(tasks, args.workers)
-    if args.timing:
-        measure_timings(objective_of)
     report(" ".join(sys.argv))
 
 

@@ -90,9 +90,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from sbmlhybrid.objective.model_objective import DEFAULT_THREADS
     from sbmlhybrid.optimize import FitSettings, fit, summary_table
     from sbmlhybrid.results import write_fit_plots
 
+    if args.threads is None:  # engines with several processes already use the cores
+        args.threads = 1 if args.engine in ("process", "mpi") else DEFAULT_THREADS
     if args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     optimizer = _minibatch_optimizer(args) or args.optimizer
@@ -197,9 +200,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="results", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                   help="AMICI threads simulating the conditions of an evaluation "
-                   f"(default {DEFAULT_THREADS})")
+    p.add_argument("--threads", type=int,
+                   help="AMICI threads simulating the conditions of an evaluation (default "
+                   f"{DEFAULT_THREADS}; 1 with the process and MPI engines)")
     g = p.add_argument_group("mini-batch optimizers (--optimizer sgd, adam, rmsprop, ...)")
     g.add_argument("--batch-size", type=int, help="conditions per batch (default 8)")
     g.add_argument("--epochs", type=int, help="maximum passes over the conditions (default 50)")

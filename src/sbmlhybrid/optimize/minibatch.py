@@ -41,9 +41,10 @@ Algorithm (per start):
   `TRACE_COLUMNS`), the work done (``work_sensitivity``, ``work_forward``: conditions
   simulated with / without sensitivities, counted by `sbmlhybrid.objective.work`) and the
   rescue counters.
-* Parallel batches: `n_threads` > 1 lets AMICI simulate a batch's conditions with OpenMP.
-  Measured on the shared 2-core box (load ~8): Isensee, 16 conditions, 3.89 s with 2 threads
-  vs 3.94 s with 1; CHO, 8 conditions, 0.60-0.65 s vs 0.55 s. No gain here, so the default is 1.
+* Parallel batches: `n_threads` lets AMICI simulate a batch's conditions with OpenMP; the
+  default is `sbmlhybrid.objective.model_objective.DEFAULT_THREADS` (2 on a 2-core machine,
+  chosen by benchmarks/batch_cost.py on the idle machine). A condition costs the same inside
+  a batch as inside a full evaluation there (ratio 0.95-1.13 for batch sizes 4-16).
 """
 
 from __future__ import annotations
