@@ -138,6 +138,7 @@ def test_threaded_evaluation_equals_serial(blowup) -> None:
     (["--optimizer", "adam", "--polish", "bfgs"], "--polish"),
     (["--optimizer", "fides", "--batch-size", "8"], "--batch-size"),
     (["--threads", "0"], "--threads"),
+    (["--threads", "2", "--engine", "process"], "--threads"),
 ])
 def test_cli_refuses_bad_minibatch_options(args, option, tmp_path, capsys) -> None:
     code = main(["fit", str(BLOWUP), "--output", str(tmp_path / "out"), "--no-progress", *args])

@@ -98,6 +98,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.threads = 1 if args.engine in ("process", "mpi") else DEFAULT_THREADS
     if args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads > 1 and args.engine == "process":  # forked workers hang in libgomp
+        raise InputError("--threads > 1 cannot be combined with --engine process: use "
+                         "--engine single --threads N, or --engine process --workers N")
     optimizer = _minibatch_optimizer(args) or args.optimizer
     settings = FitSettings(n_starts=args.starts, optimizer=optimizer, engine=args.engine,
                            workers=args.workers, seed=args.seed, max_iter=args.max_iter)
@@ -202,7 +205,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int,
                    help="AMICI threads simulating the conditions of an evaluation (default "
-                   f"{DEFAULT_THREADS}; 1 with the process and MPI engines)")
+                   f"{DEFAULT_THREADS}; not with --engine process)")
     g = p.add_argument_group("mini-batch optimizers (--optimizer sgd, adam, rmsprop, ...)")
     g.add_argument("--batch-size", type=int, help="conditions per batch (default 8)")
     g.add_argument("--epochs", type=int, help="maximum passes over the conditions (default 50)")

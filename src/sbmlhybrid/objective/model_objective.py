@@ -10,7 +10,6 @@ condition when an integration fails.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +42,10 @@ ADJOINT_ABOVE_N_PARAMETERS = 25
 #: AMICI (OpenMP) threads simulating the conditions of one evaluation. Measured on the idle
 #: 2-core machine (benchmarks/results/batch_cost.json, load <= 1.1): a full gradient with 2
 #: threads vs 1 is 1.28x faster on Boehm-dose N = 256 and 1.65x on Isensee (123 conditions).
-DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+#: The default stays 1 all the same: once libgomp has started its thread pool, a process
+#: forked from it (pyPESTO's process engine) hangs in its first parallel region (seen in the
+#: test suite), so more threads are opt-in (`--threads 2`, `objective.n_threads = 2`).
+DEFAULT_THREADS = 1
 
 
 @dataclass

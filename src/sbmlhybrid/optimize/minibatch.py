@@ -42,9 +42,10 @@ Algorithm (per start):
   simulated with / without sensitivities, counted by `sbmlhybrid.objective.work`) and the
   rescue counters.
 * Parallel batches: `n_threads` lets AMICI simulate a batch's conditions with OpenMP; the
-  default is `sbmlhybrid.objective.model_objective.DEFAULT_THREADS` (2 on a 2-core machine,
-  chosen by benchmarks/batch_cost.py on the idle machine). A condition costs the same inside
-  a batch as inside a full evaluation there (ratio 0.95-1.13 for batch sizes 4-16).
+  default is `sbmlhybrid.objective.model_objective.DEFAULT_THREADS` (1: 2 threads are 1.3-1.6x
+  faster on the idle 2-core machine, benchmarks/batch_cost.py, but libgomp's pool does not
+  survive a fork). A condition costs the same inside a batch as inside a full evaluation
+  (ratio 0.95-1.13 for batch sizes 4-16).
 """
 
 from __future__ import annotations
