@@ -41,6 +41,7 @@ from sbmlhybrid.media.container import (
     dec_strs,
     decoding,
     enc_float,
+    enc_scalar,
     read_container,
     write_container,
 )
@@ -65,15 +66,7 @@ _SETTINGS = {"plate_size": dec_int, "acquisition": _dec_str, "beta": dec_float,
 
 def _enc_cell(v):
     """JSON value of one table cell (numpy scalars to Python, NaN/inf as strings)."""
-    if isinstance(v, bool | np.bool_):
-        return bool(v)
-    if isinstance(v, int | np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating):
-        return enc_float(v)
-    if v is None or isinstance(v, str):
-        return v
-    raise ValueError(f"cannot save table value {v!r}")
+    return enc_scalar(v, "table value")
 
 
 def _frame_meta(df: pd.DataFrame) -> dict:

@@ -170,6 +170,20 @@ def enc_float(x: float) -> float | str:
     return x if math.isfinite(x) else str(x)
 
 
+def enc_scalar(v: object, what: str = "value") -> bool | int | float | str | None:
+    """JSON value of a scalar (numpy scalars to Python, NaN/inf as strings); ValueError on
+    anything else, naming `what`."""
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, float | np.floating):
+        return enc_float(v)
+    if v is None or isinstance(v, str):
+        return v
+    raise ValueError(f"cannot save {what} {v!r}")
+
+
 def dec_float(v: object) -> float:
     """Inverse of ``enc_float`` (ValueError/TypeError on anything else)."""
     if isinstance(v, bool) or not isinstance(v, int | float | str):

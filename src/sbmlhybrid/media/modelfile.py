@@ -42,6 +42,7 @@ from sbmlhybrid.media.container import (
     dec_strs,
     decoding,
     enc_float,
+    enc_scalar,
     legacy_kind,
     read_container,
     write_container,
@@ -59,15 +60,7 @@ def _enc(v):
         return {str(k): _enc(x) for k, x in v.items()}
     if isinstance(v, list | tuple | np.ndarray):
         return [_enc(x) for x in v]
-    if isinstance(v, bool | np.bool_):
-        return bool(v)
-    if isinstance(v, int | np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating):
-        return enc_float(v)
-    if v is None or isinstance(v, str):
-        return v
-    raise ValueError(f"cannot save value {v!r}")
+    return enc_scalar(v)
 
 
 def _float_map(v) -> dict[str, float]:
