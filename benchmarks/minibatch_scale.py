@@ -12,7 +12,7 @@ monitoring evaluations all count; work starts at 0 for every method):
 * Full batch: fides and L-BFGS-B to convergence (their own stopping rules, 1000 iterations at
   most). Mini-batch: balanced Adam and RMSProp at batch sizes 4 and 8, each alone (one full
   evaluation at the end) and followed by a short fides polish (``polish="fides"``,
-  `POLISH_MAX_ITER` iterations). Their learning
+  `POLISH_MAX_ITER` iterations; composed from the run's record, see `polished`). Their learning
   rate and step budget are chosen on N = 64 with separate tuning starts (`tune`) and then
   frozen for every problem.
 * A start converged when its final objective <= f* + delta (f* = best of all runs on that
@@ -102,8 +102,9 @@ def methods(tuned: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
                     "schedule": "logarithmic", "max_steps": int(tuned[method]["max_steps"]),
                     "epochs": 10**6, "full_eval_every": 0, "full_gradient": False}
             out[f"{method}-b{b}"] = base
-            out[f"{method}-b{b}+fides"] = base | {"polish": "fides",
-                                                  "polish_max_iter": POLISH_MAX_ITER}
+            out[f"{method}-b{b}+fides"] = {"kind": "polish", "base": f"{method}-b{b}",
+                                           "polish": "fides",
+                                           "polish_max_iter": POLISH_MAX_ITER}
     return out
 
 
@@ -113,6 +114,8 @@ def make_optimizer(cfg: dict[str, Any]):
 
     if cfg["kind"] in FULLBATCH:
         return full(cfg["kind"], 1000)
+    if cfg["kind"] == "polish":
+        return full(cfg["polish"], cfg["polish_max_iter"])
     opts = {k: v for k, v in cfg.items() if k != "kind"}
     return MiniBatchOptimizer(seed=SEED, **opts)
 
@@ -166,13 +169,40 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 _WORKER: dict[str, Any] = {}
 
 
+def polished(objective, key: str, cfg: dict[str, Any], start: int) -> dict[str, Any]:
+    """A mini-batch run followed by a polish, composed from the run's own record.
+
+    `MiniBatchOptimizer` with ``polish`` runs the same (seeded, deterministic) batch steps and
+    then the polish from their end point, skipping the one forward-only full evaluation that
+    ends a run without polish; so the composed record is that run, counted the same way,
+    without simulating the batch steps twice. The curve continues the base run's.
+    """
+    base = json.loads(record_path(key, cfg["base"], start).read_text())
+    n = len(objective.amici_objective.edatas)  # one full evaluation
+    head = {"work_sensitivity": base["work_sensitivity"],
+            "work_forward": base["work_forward"] - n}  # without the final full evaluation
+    if base["x"] is None:  # the batch steps ended where the model does not integrate
+        return base | head | {"fval": None, "message": "no finite end point to polish"}
+    rec = run_start(objective, cfg, np.asarray(base["x"]), start)
+    out = rec | {"work_sensitivity": head["work_sensitivity"] + rec["work_sensitivity"],
+                 "work_forward": head["work_forward"] + rec["work_forward"],
+                 "wall_s": round(base["wall_s"] + rec["wall_s"], 2)}
+    for part in ("sensitivity", "forward"):
+        out[f"curve_work_{part}"] = base[f"curve_work_{part}"][:-1] + [
+            head[f"work_{part}"] + w for w in rec[f"curve_work_{part}"]]
+    out["curve_best_fval"] = base["curve_best_fval"][:-1] + rec["curve_best_fval"]
+    return out
+
+
 def _task(args: tuple[str, str, dict[str, Any], list[float], int]) -> str:
     key, name, cfg, x0, start = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if _WORKER.get("key") != key:
         _WORKER.update(key=key, objective=objective_of(key))
-    rec = run_start(_WORKER["objective"], cfg, np.asarray(x0), start) | {"method": name,
-                                                                          "settings": cfg}
+    objective = _WORKER["objective"]
+    rec = polished(objective, key, cfg, start) if cfg["kind"] == "polish" else \
+        run_start(objective, cfg, np.asarray(x0), start)
+    rec |= {"method": name, "settings": cfg}
     _write(record_path(key, name, start), rec)
     fv = rec["fval"]
     return f"{key} {name} start {start}: fval {fv if fv is None else round(fv, 3)} " \
@@ -198,16 +228,19 @@ def starts_of(key: str, n: int, seed: int) -> tuple[np.ndarray, int]:
 
 
 def run_tasks(tasks: list[tuple], workers: int) -> None:
+    """Run the missing records; polish tasks after the runs they continue."""
     todo = [t for t in tasks if not record_path(t[0], t[1], t[4]).exists()]
     print(f"{len(tasks) - len(todo)} of {len(tasks)} records done; running {len(todo)}",
           flush=True)
-    if workers <= 1:
-        for t in todo:
-            print(_task(t), flush=True)
-        return
-    with get_context("spawn").Pool(workers, maxtasksperchild=None) as pool:
-        for line in pool.imap_unordered(_task, todo):
-            print(line, flush=True)
+    for phase in (False, True):
+        part = [t for t in todo if (t[2]["kind"] == "polish") == phase]
+        if workers <= 1:
+            for t in part:
+                print(_task(t), flush=True)
+            continue
+        with get_context("spawn").Pool(workers, maxtasksperchild=None) as pool:
+            for line in pool.imap_unordered(_task, part):
+                print(line, flush=True)
 
 
 def tune(workers: int) -> dict[str, dict[str, float]]:

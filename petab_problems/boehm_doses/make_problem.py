@@ -22,7 +22,13 @@ Data: the published observables (pSTAT5A_rel, pSTAT5B_rel, rSTAT5A_rel, in %) at
 published 16 time points (0 to 240 min), normal noise with the published noise levels
 (``TRUE`` below), 48 measurements per condition. Estimated: the 6 kinetic parameters and
 the 3 noise levels (log10 scale, bounds 1e-5..1e5 as published). The true parameters are
-the published estimates (`TRUE`). Times are in minutes.
+the published estimates (`TRUE`) with one change: the publication estimates ``k_exp_hetero``
+at its lower bound 1e-5, and with the truth on a bound a second basin (``k_exp_hetero`` at the
+upper bound, objective 9602.9 vs 8801.8 at N = 64) took most starts of every method; here it
+is 1e-2 (the order of ``k_exp_homo``), inside the bounds. Times are in minutes.
+
+Solver: forward sensitivities, rtol 1e-6, atol 1e-8: 4.8 ms per condition with gradient on
+the idle machine (rtol 1e-8, atol 1e-10: 6.8 ms, objective 2e-3 different at N = 64).
 
 Run: ``python petab_problems/boehm_doses/make_problem.py OUT_DIR --n 64 [--boehm DIR]``;
 writes ``OUT_DIR/problem.yaml`` and its tables. Deterministic for a given N.
@@ -47,7 +53,7 @@ TIMES = [0.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0, 1
 #: True parameters (linear scale): the published estimates of the benchmark collection.
 TRUE = {
     "Epo_degradation_BaF3": 0.026982514033029,
-    "k_exp_hetero": 1.00067973851508e-05,
+    "k_exp_hetero": 1e-2,  # published: 1.00067973851508e-05 (on its bound)
     "k_exp_homo": 0.006170228086381,
     "k_imp_hetero": 0.0163679184468,
     "k_imp_homo": 97749.3794024716,
@@ -111,7 +117,7 @@ def write_problem(out: Path, n: int, boehm: Path = DEFAULT_BOEHM) -> Path:
             "problems": [{"sbml_files": ["model.xml"], "condition_files": ["conditions.tsv"],
                           "measurement_files": ["measurements.tsv"],
                           "observable_files": ["observables.tsv"]}],
-            "sbmlhybrid": {"solver": {"rtol": 1e-8, "atol": 1e-10,
+            "sbmlhybrid": {"solver": {"rtol": 1e-6, "atol": 1e-8,
                                       "sensitivity_method": "forward"}}}
     path = out / "problem.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
