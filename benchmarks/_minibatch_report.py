@@ -24,8 +24,8 @@ def load_records(key: str, prefix: str | None = None) -> dict[str, list[dict[str
         return out
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         is_tune = folder.name.startswith("tune-")
-        if (prefix == "tune-") != is_tune:
-            continue
+        if (prefix == "tune-") != is_tune or folder.name.startswith("base-"):
+            continue  # base-: a mini-batch run that only a polished method reports
         recs = [json.loads(p.read_text()) for p in sorted(folder.glob("start*.json"))]
         if recs:
             out[folder.name] = recs

@@ -13,8 +13,8 @@ monitoring evaluations all count; work starts at 0 for every method):
   most). Mini-batch: balanced Adam and RMSProp at batch sizes 4 and 8, each alone (one full
   evaluation at the end) and followed by a short fides polish (``polish="fides"``,
   `POLISH_MAX_ITER` iterations; composed from the run's record, see `polished`). Their learning
-  rate and step budget are chosen on N = 64 with separate tuning starts (`tune`) and then
-  frozen for every problem.
+  rate and step budget are chosen on N = 64 with separate tuning starts (`tune`), for runs
+  alone and for polished runs separately, and then frozen for every problem.
 * A start converged when its final objective <= f* + delta (f* = best of all runs on that
   problem; delta = 1, also 0.1 and 10). Headline: expected work per converged start
   W = total work of all starts / converged starts; ``work_ratio`` = W of the best full-batch
@@ -94,20 +94,36 @@ def objective_of(key: str):
     return create_objective(load_problem(problem_yaml(key)))
 
 
-def methods(tuned: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """Method name -> settings (mini-batch ones with the frozen tuned hyper-parameters)."""
+def _minibatch(method: str, b: int, setting: dict[str, float]) -> dict[str, Any]:
+    lr = setting["learning_rate"]
+    return {"kind": "minibatch", "method": method, "batch_size": b, "learning_rate": lr,
+            "learning_rate_end": lr * LR_END_FACTOR, "schedule": "logarithmic",
+            "max_steps": int(setting["max_steps"]), "epochs": 10**6, "full_eval_every": 0,
+            "full_gradient": False}
+
+
+def _polish(base: str) -> dict[str, Any]:
+    return {"kind": "polish", "base": base, "polish": "fides",
+            "polish_max_iter": POLISH_MAX_ITER}
+
+
+def methods(tuned: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Method name -> settings, mini-batch ones with the frozen tuned hyper-parameters.
+
+    ``tuned["plain"]`` holds the settings of the mini-batch runs alone, ``tuned["polished"]``
+    those of the runs followed by a polish (each family tuned for itself, see `tune`). A
+    polished run continues the plain run's record when both families chose the same
+    settings, else a ``base-`` record of its own (not a method of the report).
+    """
     out: dict[str, dict[str, Any]] = {name: {"kind": name} for name in FULLBATCH}
     for method in ("adam", "rmsprop"):
         for b in BATCH_SIZES:
-            base = {"kind": "minibatch", "method": method, "batch_size": b,
-                    "learning_rate": tuned[method]["learning_rate"],
-                    "learning_rate_end": tuned[method]["learning_rate"] * LR_END_FACTOR,
-                    "schedule": "logarithmic", "max_steps": int(tuned[method]["max_steps"]),
-                    "epochs": 10**6, "full_eval_every": 0, "full_gradient": False}
-            out[f"{method}-b{b}"] = base
-            out[f"{method}-b{b}+fides"] = {"kind": "polish", "base": f"{method}-b{b}",
-                                           "polish": "fides",
-                                           "polish_max_iter": POLISH_MAX_ITER}
+            plain = _minibatch(method, b, tuned["plain"][method])
+            polished = _minibatch(method, b, tuned["polished"][method])
+            out[f"{method}-b{b}"] = plain
+            base = f"{method}-b{b}" if polished == plain else f"base-{method}-b{b}"
+            out[base] = polished
+            out[f"{method}-b{b}+fides"] = _polish(base)
     return out
 
 
@@ -246,31 +262,17 @@ def run_tasks(tasks: list[tuple], workers: int) -> None:
                 print(line, flush=True)
 
 
-def tune(workers: int) -> dict[str, dict[str, float]]:
-    """Choose (learning rate, steps) per method on N = 64 with separate tuning starts."""
-    path = RECORDS / "tuned.json"
-    if path.exists():
-        return json.loads(path.read_text())["tuned"]
-    x0s, _ = starts_of("n64", N_TUNE_STARTS, TUNE_SEED)
-    tasks = []
-    for method in ("adam", "rmsprop"):
-        for lr, steps in TUNE_GRID:
-            cfg = methods({m: {"learning_rate": lr, "max_steps": steps}
-                           for m in ("adam", "rmsprop")})[f"{method}-b4"]
-            cfg = cfg | {"batch_size": 8}
-            name = f"tune-{method}-lr{lr}-s{steps}"
-            tasks += [("n64", name, cfg, x0.tolist(), i) for i, x0 in enumerate(x0s)]
-    run_tasks(tasks, workers)
-    from _minibatch_report import expected_work, load_records
-
-    recs = load_records("n64", prefix="tune-")
-    f_star = min(r["fval"] for rs in recs.values() for r in rs if r["fval"] is not None)
+def _choose(recs: dict[str, list[dict[str, Any]]], suffix: str, f_star: float
+            ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float | None]]]:
+    """Per method the grid setting of least expected work at delta = 1 (ties: median)."""
     choice: dict[str, dict[str, float]] = {}
-    scores = {}
+    scores: dict[str, dict[str, float | None]] = {}
+    from _minibatch_report import expected_work
+
     for method in ("adam", "rmsprop"):
         ranked = []
         for lr, steps in TUNE_GRID:
-            name = f"tune-{method}-lr{lr}-s{steps}"
+            name = f"tune-{method}-lr{lr}-s{steps}{suffix}"
             w = expected_work(recs[name], f_star, 1.0)
             median = float(np.median([np.inf if r["fval"] is None else r["fval"]
                                       for r in recs[name]]))
@@ -279,10 +281,41 @@ def tune(workers: int) -> dict[str, dict[str, float]]:
             ranked.append(((w, median), lr, steps))  # ties (none converged): median value
         _, lr, steps = min(ranked)
         choice[method] = {"learning_rate": lr, "max_steps": steps}
-    _write(path, {"tuned": choice, "expected_work_by_setting": scores, "f_star": f_star,
-                  "grid": TUNE_GRID, "n_starts": N_TUNE_STARTS, "seed": TUNE_SEED,
-                  "batch_size": 8, "polish": None, "commit": git_commit()})
-    return choice
+    return choice, scores
+
+
+def tune(workers: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Choose (learning rate, steps) per method on N = 64 with separate tuning starts.
+
+    Two families, each tuned for itself: the mini-batch run alone, and the run followed by
+    the fides polish (`POLISH_MAX_ITER` iterations, composed from the tuning run's record).
+    A run that is polished only has to end in the right basin, so it may need fewer steps.
+    """
+    path = RECORDS / "tuned.json"
+    if path.exists():
+        return json.loads(path.read_text())["tuned"]
+    x0s, _ = starts_of("n64", N_TUNE_STARTS, TUNE_SEED)
+    tasks = []
+    for method in ("adam", "rmsprop"):
+        for lr, steps in TUNE_GRID:
+            cfg = _minibatch(method, 8, {"learning_rate": lr, "max_steps": steps})
+            name = f"tune-{method}-lr{lr}-s{steps}"
+            tasks += [("n64", name, cfg, x0.tolist(), i) for i, x0 in enumerate(x0s)]
+            tasks += [("n64", f"{name}+fides", _polish(name), x0.tolist(), i)
+                      for i, x0 in enumerate(x0s)]
+    run_tasks(tasks, workers)
+    from _minibatch_report import load_records
+
+    recs = load_records("n64", prefix="tune-")
+    f_star = min(r["fval"] for rs in recs.values() for r in rs if r["fval"] is not None)
+    plain, scores = _choose(recs, "", f_star)
+    polished, scores_polished = _choose(recs, "+fides", f_star)
+    tuned = {"plain": plain, "polished": polished}
+    _write(path, {"tuned": tuned, "expected_work_by_setting": scores | scores_polished,
+                  "f_star": f_star, "grid": TUNE_GRID, "n_starts": N_TUNE_STARTS,
+                  "seed": TUNE_SEED, "batch_size": 8, "polish_max_iter": POLISH_MAX_ITER,
+                  "commit": git_commit()})
+    return tuned
 
 
 def main() -> None:
@@ -300,6 +333,8 @@ def main() -> None:
         for key in args.problems:
             x0s, _ = starts_of(key, N_STARTS[key], SEED)
             names = args.methods or list(all_methods)
+            names += [all_methods[m]["base"] for m in names  # the runs polished ones continue
+                      if all_methods[m]["kind"] == "polish" and all_methods[m]["base"] not in names]
             tasks = [(key, name, all_methods[name], x0.tolist(), i)
                      for name in names for i, x0 in enumerate(x0s)]
             run_tasks(tasks, args.workers)
