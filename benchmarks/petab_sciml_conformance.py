@@ -10,9 +10,10 @@ Writes ``benchmarks/results/petab_sciml_conformance.json`` with ``net_passed``,
 (``sciml_problem_import``: llh, simulations, gradients at relative 1e-4),
 ``petab_v2_passed``, ``petab_v2_total``, ``petab_v2_not_supported`` (PEtab v2 SBML cases through
 AMICI's native v2 importer and simulator; seconds per case include compile or cache lookup)
-and one record per case.
-Checking logic: `sbmlhybrid.sciml.conformance`, `sbmlhybrid.sciml.problem_conformance`,
-`sbmlhybrid.problem.v2_suite`. Model compiles are cached (first run ~30 s per model).
+and one record per case (its checks: error next to tolerance, and ``passed``).
+Runners: `sbmlhybrid.testing` (they report errors and tolerances; a case passes here when it
+ran and every check is within its tolerance). Model compiles are cached (first run ~30 s per
+model).
 """
 
 from __future__ import annotations
@@ -25,11 +26,28 @@ from pathlib import Path
 
 import torch
 
-from sbmlhybrid.problem.v2_suite import run_v2_suite
-from sbmlhybrid.sciml.conformance import run_conformance
-from sbmlhybrid.sciml.problem_conformance import GRAD_RTOL, run_problem_suite
+from sbmlhybrid.testing import (
+    GRAD_RTOL,
+    CaseResult,
+    run_conformance,
+    run_problem_suite,
+    run_v2_suite,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _record(result: CaseResult) -> dict:
+    """The case as JSON, with ``passed``: it ran and every check is within its tolerance."""
+    passed = result.outcome == "ran" and bool(result.checks) and all(
+        c.error <= c.tolerance for c in result.checks)
+    return {**result.to_dict(), "passed": passed}
+
+
+def _count(records: list[dict], suite: str) -> tuple[int, int]:
+    """(passed, total) of one suite's records."""
+    mine = [r for r in records if r["suite"] == suite]
+    return sum(r["passed"] for r in mine), len(mine)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,25 +67,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    summary = run_conformance(args.suite)
+    nets = [_record(r) for r in run_conformance(args.suite)]
     t_net = time.perf_counter() - t0
-    problems = {"problem_passed": None, "problem_total": None, "cases": []}
-    if not args.skip_problems:
-        problems = run_problem_suite(args.suite)
+    problems = None if args.skip_problems else [_record(r) for r in
+                                                run_problem_suite(args.suite)]
     t_problems = time.perf_counter() - t0 - t_net
-    v2 = {"petab_v2_passed": None, "petab_v2_total": None, "petab_v2_not_supported": None,
-          "cases": []}
     t_v2 = time.perf_counter()
-    if not args.skip_v2 and args.v2_suite.is_dir():
-        v2 = run_v2_suite(args.v2_suite)
+    v2 = [_record(r) for r in run_v2_suite(args.v2_suite)] \
+        if not args.skip_v2 and args.v2_suite.is_dir() else None
     t_v2 = time.perf_counter() - t_v2
+    net_passed, net_total = _count(nets, "ml_model_import")
+    init_passed, init_total = _count(nets, "initialization")
+    problem_passed, problem_total = (None, None) if problems is None else \
+        _count(problems, "sciml_problem_import")
+    v2_passed, v2_total = (None, None) if v2 is None else _count(v2, "petab_v2")
     summary = {
-        "net_passed": summary["net_passed"], "net_total": summary["net_total"],
-        "init_passed": summary["init_passed"], "init_total": summary["init_total"],
-        "problem_passed": problems["problem_passed"],
-        "problem_total": problems["problem_total"],
-        "petab_v2_passed": v2["petab_v2_passed"], "petab_v2_total": v2["petab_v2_total"],
-        "petab_v2_not_supported": v2["petab_v2_not_supported"],
+        "net_passed": net_passed, "net_total": net_total,
+        "init_passed": init_passed, "init_total": init_total,
+        "problem_passed": problem_passed, "problem_total": problem_total,
+        "petab_v2_passed": v2_passed, "petab_v2_total": v2_total,
+        "petab_v2_not_supported": None if v2 is None else sum(
+            r["outcome"] == "not_supported" for r in v2),
         "note": ("ml_model_import tolerance: atol 1e-3 (the suite's own PyTorch check); "
                  "dropout cases: Monte-Carlo mean with atol + 4*sqrt(2)*SE. Case 029 (gelu): "
                  "the reference uses tanh-approximate GELU (Julia NNlib); we keep PyTorch's "
@@ -82,25 +102,24 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_problems_s": round(t_problems, 2),
         "wall_time_petab_v2_s": round(t_v2, 2),
         "torch_version": torch.__version__,
-        "cases": summary["cases"] + problems["cases"],
-        "petab_v2_cases": v2["cases"],
+        "cases": nets + (problems or []),
+        "petab_v2_cases": v2 or [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
-    for case in summary["cases"]:
+    for case in summary["cases"] + summary["petab_v2_cases"]:
         if not case["passed"]:
-            print(f"FAIL {case['suite']}/{case['case']}: {case['message']}")
-    for case in summary["petab_v2_cases"]:
-        if case["status"] != "passed":
-            print(f"{case['status'].upper()} petab v2/{case['case']}: {case['message']}")
+            over = [f"{c['name']} {c['error']:.3g} > {c['tolerance']:.3g}"
+                    for c in case["checks"] if not c["error"] <= c["tolerance"]]
+            print(f"FAIL ({case['outcome']}) {case['suite']}/{case['case']}: "
+                  f"{'; '.join(over) or case['message']}")
     print(f"ml_model_import {summary['net_passed']}/{summary['net_total']}, "
           f"initialization {summary['init_passed']}/{summary['init_total']}, "
           f"sciml_problem_import {summary['problem_passed']}/{summary['problem_total']}, "
           f"petab v2 {summary['petab_v2_passed']}/{summary['petab_v2_total']} "
           f"({summary['wall_time_s']} s) -> {args.out}")
-    ok = (summary["net_passed"] == summary["net_total"]
-          and summary["init_passed"] == summary["init_total"]
-          and summary["problem_passed"] == summary["problem_total"])
+    ok = net_passed == net_total and init_passed == init_total \
+        and problem_passed == problem_total
     return 0 if ok else 1
 
 

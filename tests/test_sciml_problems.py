@@ -18,9 +18,10 @@ from sbmlhybrid.hybrid import NetworkTerm, hybridize
 from sbmlhybrid.objective import create_objective
 from sbmlhybrid.problem import SolverSettings, load_problem
 from sbmlhybrid.sciml.importer import load_sciml_problem
-from sbmlhybrid.sciml.problem_conformance import GRAD_RTOL, check_sciml_problem_case
 from sbmlhybrid.sciml.problem_export import export_sciml_problem
+from sbmlhybrid.testing import GRAD_RTOL, check_sciml_problem_case
 from tests.conftest import SHARED
+from tests.suite_results import assert_within_tolerance
 
 SUITE = SHARED / "petab_sciml_testsuite" / "sciml_problem_import"
 # One case per routing (right-hand side, pre-initialization, observable, two networks with
@@ -36,8 +37,7 @@ needs_suite = pytest.mark.skipif(not SUITE.exists(),
 @needs_suite
 @pytest.mark.parametrize("case", CASES)
 def test_sciml_problem_case(case: str) -> None:
-    result = check_sciml_problem_case(SUITE / case, grad_rtol=GRAD_RTOL)
-    assert result.passed, result.message
+    assert_within_tolerance(check_sciml_problem_case(SUITE / case, grad_rtol=GRAD_RTOL))
 
 
 @needs_suite

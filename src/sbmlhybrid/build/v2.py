@@ -4,7 +4,7 @@ Reused: `amici.importers.petab.PetabImporter` does all of the import — it enco
 experiment (periods, t0, condition changes, including expressions and compartment sizes) as
 SBML events and initial assignments (petab.v2's `ExperimentsToSbmlConverter`), adds output
 parameters and generates and compiles the code. Hand-written: the cache key and the cached
-build (`sbmlhybrid.build.cache.build_cached`: lock, temporary folder, atomic rename), which
+build (`sbmlhybrid.build._store.build_cached`: lock, temporary folder, atomic rename), which
 AMICI's importer lacks (it reuses any existing output folder, stale or not).
 
 Because the experiments become part of the model, the generated code of a v2 problem depends
@@ -29,7 +29,7 @@ from typing import Any
 import amici
 import libsbml
 
-from sbmlhybrid.build.cache import CompiledModel, _module_name, build_cached
+from sbmlhybrid.build._store import CompiledModel, build_cached, module_name
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.problem.v2 import ProblemV2
 
@@ -123,7 +123,7 @@ def compile_v2(problem: ProblemV2, verbose: bool = False,
     # converted problem: a first importer only converts (no output folder is written).
     probe = amici_importer(problem, "probe", Path("."), verbose)
     key = v2_cache_key(probe)
-    module = _module_name(problem.model_id, key)
+    module = module_name(problem.model_id, key)
 
     def build(folder: Path) -> None:
         importer = amici_importer(problem, module, folder, verbose)

@@ -148,16 +148,9 @@ def _explain_infeasible(
     return InputError(issues, header="Infeasible flux bounds")
 
 
-def reduce_network(
-    S: object,
-    measured_rows: RowSpec,
-    internal_rows: RowSpec | None = None,
-    lb: object = None,
-    ub: object = None,
-    flux_ids: Sequence[str] | None = None,
-    metabolite_ids: Sequence[str] | None = None,
-) -> ReducedNetwork:
-    """Validate and reduce a network; see the module docstring."""
+def _check_matrix(S: object, flux_ids: Sequence[str] | None,
+                  metabolite_ids: Sequence[str] | None) -> tuple[np.ndarray, list[str], list[str]]:
+    """The matrix as float64 and the flux and metabolite ids (defaults v<j>, m<i>)."""
     S = np.asarray(S, dtype=float)
     if S.ndim != 2 or 0 in S.shape:
         raise InputError(f"stoichiometric matrix must be 2-D and non-empty, got shape {S.shape}")
@@ -180,12 +173,18 @@ def reduce_network(
                    f"{S[i, j]}", entity=fids[j]) for i, j in bad[:20]],
             header="Invalid stoichiometric matrix",
         )
+    return S, fids, mids
+
+
+def _split_rows(S: np.ndarray, measured_rows: RowSpec, internal_rows: RowSpec | None,
+                mids: list[str]) -> tuple[list[int], list[int]]:
+    """Measured and balanced (internal) row indices: disjoint, measured rows not empty."""
     measured = _resolve_rows(measured_rows, mids, "measured_rows")
     if not measured:
         raise InputError("at least one measured metabolite is required")
     internal = _resolve_rows(internal_rows, mids, "internal_rows")
     if internal is None:
-        internal = [i for i in range(n_rows) if i not in measured]
+        internal = [i for i in range(S.shape[0]) if i not in measured]
     both = sorted(set(measured) & set(internal))
     if both:
         raise InputError([Issue(f"metabolite {mids[i]!r} is both measured and balanced",
@@ -195,6 +194,12 @@ def reduce_network(
         raise InputError([Issue(f"measured metabolite {mids[i]!r} takes part in no flux, so "
                                 "its rate cannot be explained", entity=mids[i]) for i in dead],
                          header="Rank problem in flux network")
+    return measured, internal
+
+
+def _check_bounds(lb: object, ub: object, fids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds as (n,) arrays (default -inf/+inf); InputError for NaN, crossed or inf bounds."""
+    n = len(fids)
     lb = _vector(lb, n, "lower bound", -np.inf, fids)
     ub = _vector(ub, n, "upper bound", np.inf, fids)
     issues = [Issue(f"flux {fids[j]!r}: lower bound {lb[j]:g} > upper bound {ub[j]:g}",
@@ -205,13 +210,13 @@ def reduce_network(
                for j in range(n) if ub[j] == -np.inf]
     if issues:
         raise InputError(issues, header="Infeasible flux bounds")
+    return lb, ub
 
-    S_int = S[internal] if internal else np.zeros((0, n))
-    A_eq = S_int if S_int.shape[0] else np.zeros((1, n))
-    if _lp(np.zeros(n), A_eq, lb, ub).status != 0:
-        raise _explain_infeasible(A_eq, lb, ub, fids, [mids[i] for i in internal])
 
-    # Implied equalities: a finite bound that holds at every feasible point.
+def _implied_equalities(A_eq: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> dict[int, float]:
+    """Flux index -> value for every finite bound that holds at every feasible point
+    (``lb == ub``, or found by a flux variability LP)."""
+    n = lb.size
     scale = 1.0 + np.max(np.abs(np.concatenate([lb[np.isfinite(lb)], ub[np.isfinite(ub)], [0]])))
     fixed_val: dict[int, float] = {j: lb[j] for j in range(n) if lb[j] == ub[j]}
     for j in range(n):
@@ -225,6 +230,14 @@ def reduce_network(
                 if res.status == 0 and abs(res.x[j] - bound) <= 1e-9 * scale:
                     fixed_val[j] = float(bound)
                     break
+    return fixed_val
+
+
+def _eliminate_balances(S_int: np.ndarray, fixed_val: dict[int, float]
+                        ) -> tuple[np.ndarray, np.ndarray, list[int], list[int]]:
+    """``v = v0 + T z``: particular solution v0 (n,), null-space basis T (n, k) of the free
+    columns (zero on fixed rows), and the fixed and free flux indices."""
+    n = S_int.shape[1]
     fixed = sorted(fixed_val)
     free = [j for j in range(n) if j not in fixed_val]
     v0 = np.zeros(n)
@@ -243,7 +256,13 @@ def reduce_network(
         v0[free] = p
         T = np.zeros((n, N.shape[1]))
         T[free] = N
+    return v0, T, fixed, free
 
+
+def _bound_rows(T: np.ndarray, v0: np.ndarray, lb: np.ndarray, ub: np.ndarray, free: list[int]
+                ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """The bounds of the free fluxes as unit-norm rows ``G z <= h`` and their origin;
+    parallel rows (coupled fluxes) merged to the tightest."""
     rows: list[np.ndarray] = []
     h: list[float] = []
     origin: list[tuple[int, str]] = []
@@ -266,10 +285,31 @@ def reduce_network(
             keep.append(i)
         elif h[i] < h[dup]:
             keep[keep.index(dup)] = i
-    k = T.shape[1]
-    G = np.array([rows[i] for i in keep]).reshape(len(keep), k)
+    G = np.array([rows[i] for i in keep]).reshape(len(keep), T.shape[1])
+    return G, np.array([h[i] for i in keep]), [origin[i] for i in keep]
+
+
+def reduce_network(
+    S: object,
+    measured_rows: RowSpec,
+    internal_rows: RowSpec | None = None,
+    lb: object = None,
+    ub: object = None,
+    flux_ids: Sequence[str] | None = None,
+    metabolite_ids: Sequence[str] | None = None,
+) -> ReducedNetwork:
+    """Validate and reduce a network; see the module docstring."""
+    S, fids, mids = _check_matrix(S, flux_ids, metabolite_ids)
+    n = S.shape[1]
+    measured, internal = _split_rows(S, measured_rows, internal_rows, mids)
+    lb, ub = _check_bounds(lb, ub, fids)
+    S_int = S[internal] if internal else np.zeros((0, n))
+    A_eq = S_int if S_int.shape[0] else np.zeros((1, n))
+    if _lp(np.zeros(n), A_eq, lb, ub).status != 0:
+        raise _explain_infeasible(A_eq, lb, ub, fids, [mids[i] for i in internal])
+    v0, T, fixed, free = _eliminate_balances(S_int, _implied_equalities(A_eq, lb, ub))
+    G, h, origin = _bound_rows(T, v0, lb, ub, free)
     return ReducedNetwork(
         flux_ids=fids, metabolite_ids=mids, measured=measured, internal=internal,
-        S_m=S[measured], v0=v0, T=T, G=G, h=np.array([h[i] for i in keep]),
-        origin=[origin[i] for i in keep], fixed=fixed, lb=lb, ub=ub,
+        S_m=S[measured], v0=v0, T=T, G=G, h=h, origin=origin, fixed=fixed, lb=lb, ub=ub,
     )

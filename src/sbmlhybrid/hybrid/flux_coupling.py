@@ -39,7 +39,7 @@ from petab.v1.models.sbml_model import SbmlModel
 from sbmlhybrid.errors import InputError, Issue
 from sbmlhybrid.flux import FluxAllocation
 from sbmlhybrid.flux.layer import affine_formula
-from sbmlhybrid.hybrid.hybridize import set_assignment_rule
+from sbmlhybrid.hybrid.sbml_edit import set_assignment_rule
 from sbmlhybrid.problem import Problem
 from sbmlhybrid.problem.validate import validate_problem
 

@@ -37,6 +37,7 @@ from sbmlhybrid.hybrid.network import (
     unroll,
     weight_ids,
 )
+from sbmlhybrid.hybrid.sbml_edit import math_symbols, replace_target, set_assignment_rule
 from sbmlhybrid.hybrid.spec import NetworkTerm
 from sbmlhybrid.problem import Problem
 from sbmlhybrid.problem.validate import validate_problem
@@ -47,14 +48,6 @@ class HybridProblem(Problem):
     """A `Problem` whose model contains unrolled networks; `hybrid` describes them."""
 
     hybrid: HybridModel | None = None
-
-
-def _parse(formula: str, what: str) -> libsbml.ASTNode:
-    ast = libsbml.parseL3Formula(formula)
-    if ast is None:
-        raise InputError(f"cannot parse formula for {what}: {formula!r}: "
-                         f"{libsbml.getLastParseL3Error()}")
-    return ast
 
 
 def _data_scale(problem: Problem, iid: str) -> tuple[float, float]:
@@ -75,37 +68,6 @@ def _data_scale(problem: Problem, iid: str) -> tuple[float, float]:
     lo, hi = float(np.min(values)), float(np.max(values))
     half = (hi - lo) / 2
     return (lo + hi) / 2, half if half > 0 else max(abs(hi), 1.0)
-
-
-def _math_symbols(model: libsbml.Model) -> set[str]:
-    """Ids referenced by any math of the model (rules, kinetic laws, assignments, events)."""
-    nodes = [r.getMath() for r in model.getListOfRules()]
-    nodes += [ia.getMath() for ia in model.getListOfInitialAssignments()]
-    nodes += [r.getKineticLaw().getMath() for r in model.getListOfReactions()
-              if r.isSetKineticLaw()]
-    for ev in model.getListOfEvents():
-        nodes += [ev.getTrigger().getMath()] + [a.getMath() for a in ev.getListOfEventAssignments()]
-    out: set[str] = set()
-    stack = [n for n in nodes if n is not None]
-    while stack:
-        node = stack.pop()
-        if node.isName():
-            out.add(node.getName())
-        stack.extend(node.getChild(i) for i in range(node.getNumChildren()))
-    return out
-
-
-def _replace_subtree(node: libsbml.ASTNode, term: str, symbol: str) -> int:
-    """Replace every subtree whose L3 string equals `term` by `symbol`; returns the count."""
-    count = 0
-    for i in range(node.getNumChildren()):
-        child = node.getChild(i)
-        if libsbml.formulaToL3String(child) == term:
-            node.replaceChild(i, _parse(symbol, symbol), True)
-            count += 1
-        else:
-            count += _replace_subtree(child, term, symbol)
-    return count
 
 
 class HybridModel:
@@ -212,83 +174,126 @@ def set_nominal(problem: Problem, values: Mapping[str, float]) -> Problem:
     return dataclasses.replace(problem, petab_problem=pp)
 
 
-def set_assignment_rule(model: libsbml.Model, var: str, formula: str) -> None:
-    """``var := formula`` (L3 infix): creates the parameter and the rule, or replaces the
-    math of an existing rule."""
-    if model.getElementBySId(var) is None:
-        p = model.createParameter()
-        p.setId(var)
-        p.setConstant(False)
-        p.setValue(0.0)
-    rule = model.getRuleByVariable(var) or model.createAssignmentRule()
-    rule.setVariable(var)
-    rule.setMath(_parse(formula, var))
-
-
-def _replace_target(model: libsbml.Model, net: NetworkTerm, j: int, symbol: str,
-                    removed_params: list[str]) -> None:
-    target, kind, term = net.targets[j], net.kinds[j], net.terms[j]
-    rule = model.getRuleByVariable(target)
-    reaction = model.getReaction(target)
-    param = model.getParameter(target)
-    if kind == "auto":
-        if rule is not None and rule.isAssignment():
-            kind = "assignment"
-        elif reaction is not None:
-            kind = "reaction"
-        elif param is not None and param.getConstant():
-            kind = "parameter"
-        else:
-            raise InputError(Issue(f"{net.name}: cannot tell what {target!r} is; give kind= "
-                                   "('rate' for a state's rate of change)", entity=target))
-    where = f"{net.name}: target {target!r} (kind {kind})"
-    if kind == "assignment":
-        if rule is None or not rule.isAssignment():
-            raise InputError(Issue(f"{where}: not an assignment-rule variable", entity=target))
-        rule.setMath(_parse(symbol, symbol))
-    elif kind == "rate":
-        if rule is None or not rule.isRate():
-            species = model.getSpecies(target)
-            hint = " (a species changed by reactions: replace the reactions instead)" \
-                if species is not None else ""
-            raise InputError(Issue(f"{where}: has no rate rule{hint}", entity=target))
-        rule.setMath(_parse(symbol, symbol))
-    elif kind == "reaction":
-        if reaction is None:
-            raise InputError(Issue(f"{where}: no such reaction", entity=target))
-        law = reaction.getKineticLaw() or reaction.createKineticLaw()
-        law.setMath(_parse(symbol, symbol))
-    elif kind == "parameter":
-        if param is None or not param.getConstant() or rule is not None:
-            raise InputError(Issue(f"{where}: not a constant parameter", entity=target))
-        param.setConstant(False)
-        rule = model.createAssignmentRule()
-        rule.setVariable(target)
-        rule.setMath(_parse(symbol, symbol))
-        removed_params.append(target)
-    else:  # term
-        holder = rule.getMath() if rule is not None else (
-            reaction.getKineticLaw().getMath() if reaction is not None and
-            reaction.isSetKineticLaw() else None)
-        if holder is None:
-            raise InputError(Issue(f"{where}: no rule or reaction with this id", entity=target))
-        wanted = libsbml.formulaToL3String(_parse(term, where))
-        math = holder.deepCopy()
-        if libsbml.formulaToL3String(math) == wanted:
-            math, n = _parse(symbol, symbol), 1
-        else:
-            n = _replace_subtree(math, wanted, symbol)
-        if n == 0:
-            raise InputError(Issue(f"{where}: term {wanted!r} not found in "
-                                   f"{libsbml.formulaToL3String(holder)!r} (terms must be whole "
-                                   "sub-expressions)", entity=target))
-        (rule if rule is not None else reaction.getKineticLaw()).setMath(math)
-
-
 def _fixed_row(pid: str, value: float) -> dict:
     return {petab.PARAMETER_ID: pid, petab.PARAMETER_SCALE: petab.LIN,
             petab.LOWER_BOUND: value, petab.UPPER_BOUND: value, petab.NOMINAL_VALUE: value,
             petab.ESTIMATE: 0}
+
+
+def _check_terms(model: libsbml.Model, terms: Sequence[NetworkTerm]) -> None:
+    """InputError for repeated network names, unknown inputs, ids that clash with ours."""
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names):
+        raise InputError(f"network names must be unique, got {names}")
+    existing = {e.getId() for e in model.getSBMLDocument().getListOfAllElements()
+                if e.isSetId()}
+    issues = [Issue(f"{t.name}: input {i!r} is not an SBML id", entity=i)
+              for t in terms for i in t.inputs
+              if i != "time" and model.getElementBySId(i) is None]
+    clash = [e for e in existing for t in terms if e.startswith(f"{t.name}__")]
+    issues += [Issue(f"model id {e!r} clashes with generated network ids", entity=e)
+               for e in clash]
+    if issues:
+        raise InputError(issues, header="Cannot hybridize")
+
+
+def _constant(model: libsbml.Model, pid: str, value: float) -> None:
+    """A constant SBML parameter (its real value lives in the PEtab parameter table)."""
+    p = model.createParameter()
+    p.setId(pid)
+    p.setConstant(True)
+    p.setValue(value)
+
+
+def _add_inputs(model: libsbml.Model, problem: Problem, t: NetworkTerm, rows: list[dict]
+                ) -> tuple[list[str], list[tuple[float, float]]]:
+    """Normalized inputs ``(input - c) / s`` as rules; returns their ids and (c, s) pairs."""
+    norm = [t.input_scales.get(i) or _data_scale(problem, i) for i in t.inputs]
+    in_syms = []
+    for k, iid in enumerate(t.inputs):
+        c_id, s_id, v_id = f"{t.name}__c{k}", f"{t.name}__s{k}", f"{t.name}__in{k}"
+        _constant(model, c_id, 0.0)
+        _constant(model, s_id, 1.0)
+        rows += [_fixed_row(c_id, norm[k][0]), _fixed_row(s_id, norm[k][1])]
+        set_assignment_rule(model, v_id, f"({iid} - {c_id}) / {s_id}")
+        in_syms.append(v_id)
+    return in_syms, [(float(c), float(s)) for c, s in norm]
+
+
+def _add_weights(model: libsbml.Model, t: NetworkTerm, rows: list[dict]) -> None:
+    """One estimated PEtab parameter per weight (nominal: the module's value; start points
+    drawn like torch's default Linear init)."""
+    values = module_weights(t.module, t.name, t.layers)
+    fan_in = {pid: t.layers[[lay.index for lay in t.layers].index(int(key.split(".")[0]))]
+              .n_in for pid, key, _i in weight_ids(t.name, t.layers)}
+    for pid, _key, _idx in weight_ids(t.name, t.layers):
+        _constant(model, pid, 0.0)  # the value lives in the parameter table, not in the SBML
+        v = values[pid]
+        if abs(v) > t.weight_bound:
+            raise InputError(f"{t.name}: initial weight {pid}={v} outside +-weight_bound")
+        bound = float(min(t.weight_bound, 1.0 / np.sqrt(fan_in[pid])))
+        rows.append({petab.PARAMETER_ID: pid, petab.PARAMETER_SCALE: petab.LIN,
+                     petab.LOWER_BOUND: -t.weight_bound, petab.UPPER_BOUND: t.weight_bound,
+                     petab.NOMINAL_VALUE: v, petab.ESTIMATE: 0 if t.frozen else 1,
+                     # multi-start points are drawn like torch's default Linear init
+                     petab.INITIALIZATION_PRIOR_TYPE: petab.UNIFORM,
+                     petab.INITIALIZATION_PRIOR_PARAMETERS: f"{-bound!r};{bound!r}"})
+
+
+def _add_outputs(model: libsbml.Model, t: NetworkTerm, outs: list[str], rows: list[dict],
+                 removed: list[str]) -> None:
+    """Scaled, transformed outputs ``oscale * transform(z)`` put in place of the targets."""
+    for j in range(len(t.targets)):
+        o_id, y_id = f"{t.name}__oscale{j}", f"{t.name}__y{j}"
+        _constant(model, o_id, 1.0)
+        rows.append(_fixed_row(o_id, t.scales[j]))
+        body = OUTPUT_TRANSFORMS[t.transforms[j]].format(z=outs[j])
+        set_assignment_rule(model, y_id, f"{o_id} * {body}")
+        replace_target(model, t, j, y_id, removed)
+
+
+def _used_symbols(problem: Problem, model: libsbml.Model) -> set[str]:
+    """Ids used by the edited model's math or by the problem's tables."""
+    used = math_symbols(model)
+    pp = problem.petab_problem
+    obs = pp.observable_df
+    used |= {s for f in [*obs[petab.OBSERVABLE_FORMULA], *obs[petab.NOISE_FORMULA]]
+             for s in map(str, sympify_petab(f).free_symbols)}
+    if pp.condition_df is not None:
+        used |= {str(v) for v in pp.condition_df.to_numpy().ravel() if isinstance(v, str)}
+    meas = pp.measurement_df
+    for col in (petab.OBSERVABLE_PARAMETERS, petab.NOISE_PARAMETERS):
+        if col in meas:
+            used |= {p for v in meas[col].dropna() for p in str(v).split(";")}
+    return used
+
+
+def _parameter_table(problem: Problem, model: libsbml.Model, rows: list[dict],
+                     removed: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The new parameter table (replaced parameters gone, unused ones no longer estimated,
+    network rows added) and the ids that stopped being estimated."""
+    cond = problem.petab_problem.condition_df
+    bad = [p for p in removed if cond is not None and p in cond.columns]
+    if bad:
+        raise InputError(f"parameters {bad} are set per condition and cannot be replaced")
+    pdf = problem.petab_problem.parameter_df.copy()
+    pdf = pdf.drop(index=[p for p in removed if p in pdf.index])
+    used = _used_symbols(problem, model)
+    dropped = [p for p in pdf.index if pdf.loc[p, petab.ESTIMATE] == 1 and p not in used]
+    pdf.loc[dropped, petab.ESTIMATE] = 0
+    new_rows = pd.DataFrame(rows).set_index(petab.PARAMETER_ID)
+    pdf = pd.concat([pdf, new_rows.reindex(columns=pdf.columns.union(new_rows.columns,
+                                                                     sort=False))])
+    return pdf, dropped
+
+
+def _check_sbml(doc: libsbml.SBMLDocument) -> None:
+    """InputError listing libsbml's errors in the edited document."""
+    if doc.checkInternalConsistency():
+        errors = [doc.getError(i) for i in range(doc.getNumErrors())]
+        fatal = [e.getMessage() for e in errors if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+        if fatal:
+            raise InputError([Issue(f"SBML after hybridization: {m.strip()}") for m in fatal])
 
 
 def hybridize(problem: Problem, terms: Sequence[NetworkTerm], name: str | None = None
@@ -309,92 +314,19 @@ def hybridize(problem: Problem, terms: Sequence[NetworkTerm], name: str | None =
     """
     doc = problem.petab_problem.sbml_document.clone()
     model = doc.getModel()
-    pdf = problem.petab_problem.parameter_df.copy()
-    names = [t.name for t in terms]
-    if len(set(names)) != len(names):
-        raise InputError(f"network names must be unique, got {names}")
-    existing = {e.getId() for e in doc.getListOfAllElements() if e.isSetId()}
+    _check_terms(model, terms)
     rows: list[dict] = []
     removed: list[str] = []
     normalization: dict[str, list[tuple[float, float]]] = {}
-    issues = [Issue(f"{t.name}: input {i!r} is not an SBML id", entity=i)
-              for t in terms for i in t.inputs
-              if i != "time" and model.getElementBySId(i) is None]
-    clash = [e for e in existing for t in terms if e.startswith(f"{t.name}__")]
-    issues += [Issue(f"model id {e!r} clashes with generated network ids", entity=e)
-               for e in clash]
-    if issues:
-        raise InputError(issues, header="Cannot hybridize")
     for t in terms:
-        norm = [t.input_scales.get(i) or _data_scale(problem, i) for i in t.inputs]
-        normalization[t.name] = [(float(c), float(s)) for c, s in norm]
-        in_syms = []
-        for k, iid in enumerate(t.inputs):
-            c_id, s_id, v_id = f"{t.name}__c{k}", f"{t.name}__s{k}", f"{t.name}__in{k}"
-            for pid in (c_id, s_id):
-                p = model.createParameter()
-                p.setId(pid)
-                p.setConstant(True)
-                p.setValue(0.0 if pid == c_id else 1.0)  # real values: PEtab table
-            rows += [_fixed_row(c_id, norm[k][0]), _fixed_row(s_id, norm[k][1])]
-            set_assignment_rule(model, v_id, f"({iid} - {c_id}) / {s_id}")
-            in_syms.append(v_id)
-        values = module_weights(t.module, t.name, t.layers)
-        fan_in = {pid: t.layers[[lay.index for lay in t.layers].index(int(key.split(".")[0]))]
-                  .n_in for pid, key, _i in weight_ids(t.name, t.layers)}
-        for pid, _key, _idx in weight_ids(t.name, t.layers):
-            p = model.createParameter()
-            p.setId(pid)
-            p.setConstant(True)
-            p.setValue(0.0)  # the value lives in the parameter table, not in the SBML
-            v = values[pid]
-            if abs(v) > t.weight_bound:
-                raise InputError(f"{t.name}: initial weight {pid}={v} outside +-weight_bound")
-            bound = float(min(t.weight_bound, 1.0 / np.sqrt(fan_in[pid])))
-            rows.append({petab.PARAMETER_ID: pid, petab.PARAMETER_SCALE: petab.LIN,
-                         petab.LOWER_BOUND: -t.weight_bound, petab.UPPER_BOUND: t.weight_bound,
-                         petab.NOMINAL_VALUE: v, petab.ESTIMATE: 0 if t.frozen else 1,
-                         # multi-start points are drawn like torch's default Linear init
-                         petab.INITIALIZATION_PRIOR_TYPE: petab.UNIFORM,
-                         petab.INITIALIZATION_PRIOR_PARAMETERS: f"{-bound!r};{bound!r}"})
+        in_syms, normalization[t.name] = _add_inputs(model, problem, t, rows)
+        _add_weights(model, t, rows)
         rules, outs = unroll(t.name, t.layers, in_syms, t.representation)
         for var, formula in rules:
             set_assignment_rule(model, var, formula)
-        for j in range(len(t.targets)):
-            o_id, y_id = f"{t.name}__oscale{j}", f"{t.name}__y{j}"
-            p = model.createParameter()
-            p.setId(o_id)
-            p.setConstant(True)
-            p.setValue(1.0)
-            rows.append(_fixed_row(o_id, t.scales[j]))
-            body = OUTPUT_TRANSFORMS[t.transforms[j]].format(z=outs[j])
-            set_assignment_rule(model, y_id, f"{o_id} * {body}")
-            _replace_target(model, t, j, y_id, removed)
-    cond = problem.petab_problem.condition_df
-    bad = [p for p in removed if cond is not None and p in cond.columns]
-    if bad:
-        raise InputError(f"parameters {bad} are set per condition and cannot be replaced")
-    pdf = pdf.drop(index=[p for p in removed if p in pdf.index])
-    used = _math_symbols(model)
-    obs = problem.petab_problem.observable_df
-    used |= {s for f in [*obs[petab.OBSERVABLE_FORMULA], *obs[petab.NOISE_FORMULA]]
-             for s in map(str, sympify_petab(f).free_symbols)}
-    if cond is not None:
-        used |= {str(v) for v in cond.to_numpy().ravel() if isinstance(v, str)}
-    meas = problem.petab_problem.measurement_df
-    for col in (petab.OBSERVABLE_PARAMETERS, petab.NOISE_PARAMETERS):
-        if col in meas:
-            used |= {p for v in meas[col].dropna() for p in str(v).split(";")}
-    dropped = [p for p in pdf.index if pdf.loc[p, petab.ESTIMATE] == 1 and p not in used]
-    pdf.loc[dropped, petab.ESTIMATE] = 0
-    new_rows = pd.DataFrame(rows).set_index(petab.PARAMETER_ID)
-    pdf = pd.concat([pdf, new_rows.reindex(columns=pdf.columns.union(new_rows.columns,
-                                                                     sort=False))])
-    if doc.checkInternalConsistency():
-        errors = [doc.getError(i) for i in range(doc.getNumErrors())]
-        fatal = [e.getMessage() for e in errors if e.getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
-        if fatal:
-            raise InputError([Issue(f"SBML after hybridization: {m.strip()}") for m in fatal])
+        _add_outputs(model, t, outs, rows, removed)
+    pdf, dropped = _parameter_table(problem, model, rows, removed)
+    _check_sbml(doc)
     pp = copy.copy(problem.petab_problem)
     pp.model = SbmlModel(sbml_model=model, sbml_document=doc)  # never mutate the input's
     pp.parameter_df = pdf
@@ -404,5 +336,6 @@ def hybridize(problem: Problem, terms: Sequence[NetworkTerm], name: str | None =
         raise InputError(issues, header="Hybridized problem is not a valid PEtab problem")
     hm = HybridModel(terms, normalization, dropped)
     base = model.getId() or problem.name
-    return HybridProblem(pp, name or f"{base}_{'_'.join(names)}", problem.source, files,
+    names = "_".join(t.name for t in terms)
+    return HybridProblem(pp, name or f"{base}_{names}", problem.source, files,
                          problem.solver, hybrid=hm)

@@ -29,11 +29,16 @@ import numpy as np
 import petab.v1 as petab
 import sympy as sp
 import torch
-from petab.v1.math import sympify_petab
 from torch import Tensor, nn
 
 from sbmlhybrid.errors import InputError, NotSupportedError
 from sbmlhybrid.hybrid.flux_coupling import FluxCoupling
+from sbmlhybrid.hybrid.sbml_sympy import (
+    constant_values,
+    resolve_rules,
+    sympify_formula,
+    sympify_math,
+)
 from sbmlhybrid.problem import Problem
 
 DTYPE = torch.float64
@@ -47,19 +52,6 @@ def unscale(x: Tensor, scale: str) -> Tensor:
     if scale == petab.LOG:
         return torch.exp(x)
     return x
-
-
-def _sym(formula: str, what: str) -> sp.Expr:
-    try:
-        expr = sympify_petab(formula)
-    except Exception as err:  # petab raises several types for parse errors
-        raise InputError(f"cannot parse the math of {what}: {formula!r} ({err})") from err
-    # petab's symbols carry assumptions (real=True); plain symbols match by name everywhere
-    return expr.xreplace({s: sp.Symbol(s.name) for s in expr.free_symbols})
-
-
-def _math(ast: libsbml.ASTNode, what: str) -> sp.Expr:
-    return _sym(libsbml.formulaToL3String(ast), what)
 
 
 def _check_scope(model: libsbml.Model, pp: petab.Problem) -> None:
@@ -108,17 +100,10 @@ class TorchODE(nn.Module):
         self.max_step = float(max_step)
         self.state_ids = [model.getRule(i).getVariable() for i in range(model.getNumRules())
                           if model.getRule(i).isRate()]
-        rules = {model.getRule(i).getVariable(): _math(model.getRule(i).getMath(),
-                                                       model.getRule(i).getVariable())
+        rules = {model.getRule(i).getVariable(): sympify_math(model.getRule(i).getMath(),
+                                                              model.getRule(i).getVariable())
                  for i in range(model.getNumRules()) if model.getRule(i).isAssignment()}
-        values = {}
-        for lst in (model.getListOfParameters(), model.getListOfCompartments(),
-                    model.getListOfSpecies()):
-            for e in lst:
-                if e.getId() not in rules and e.getId() not in self.state_ids:
-                    values[e.getId()] = e.getInitialConcentration() if isinstance(
-                        e, libsbml.Species) else (e.getValue() if isinstance(
-                            e, libsbml.Parameter) else e.getSize())
+        values = constant_values(model, rules, self.state_ids)
         self.param_ids = list(values)
         self.register_buffer("_defaults", torch.tensor([values[p] for p in self.param_ids],
                                                         dtype=DTYPE))
@@ -129,30 +114,29 @@ class TorchODE(nn.Module):
         missing = [s for s in intercept if s not in rules]
         if missing:
             raise InputError(f"coupled rates {missing} are not assignment-rule variables")
-        kinetic: dict[str, sp.Expr] = {}
-
-        def resolve(var: str, stack: tuple[str, ...] = ()) -> sp.Expr:
-            if var not in kinetic:
-                if var in stack:
-                    raise InputError(f"assignment rules form a cycle through {var!r}")
-                expr = rules[var]
-                sub = {s: resolve(str(s), (*stack, var)) for s in expr.free_symbols
-                       if str(s) in rules}
-                kinetic[var] = expr.xreplace(sub)
-            return kinetic[var]
-
-        for var in rules:
-            resolve(var)
-        x_sym = [sp.Symbol(s) for s in self.state_ids]
-        p_sym = [sp.Symbol(p) for p in self.param_ids]
-        q_sym = [sp.Symbol(s) for s in intercept]
-        t_sym = sp.Symbol("time")
+        kinetic = resolve_rules(rules)
 
         def stage2(expr: sp.Expr) -> sp.Expr:  # coupled rates stay symbols (consistent values)
             return expr.xreplace({sp.Symbol(v): e for v, e in kinetic.items()
                                   if v not in intercept})
 
-        rates = [stage2(_math(model.getRule(i).getMath(), model.getRule(i).getVariable()))
+        self._compile_dynamics(model, kinetic, intercept, stage2)
+        self._compile_observables(pp, intercept, stage2)
+        self._tables(pp)
+
+    def _symbols(self, intercept: Sequence[str]) -> tuple[list, list, list, sp.Symbol]:
+        """Sympy symbols of states, constants, coupled rates, and time."""
+        return ([sp.Symbol(s) for s in self.state_ids], [sp.Symbol(p) for p in self.param_ids],
+                [sp.Symbol(s) for s in intercept], sp.Symbol("time"))
+
+    def _compile_dynamics(self, model: libsbml.Model, kinetic: dict[str, sp.Expr],
+                          intercept: Sequence[str], stage2: Callable[[sp.Expr], sp.Expr]
+                          ) -> None:
+        """Torch functions of the kinetic (coupled) rates, the right-hand side and the
+        initial states."""
+        x_sym, p_sym, q_sym, t_sym = self._symbols(intercept)
+        rates = [stage2(sympify_math(model.getRule(i).getMath(),
+                                     model.getRule(i).getVariable()))
                  for i in range(model.getNumRules()) if model.getRule(i).isRate()]
         args = [*x_sym, *p_sym, t_sym]
         self._kinetic = sp.lambdify(args, [kinetic[s] for s in intercept], "torch", cse=True)
@@ -161,24 +145,28 @@ class TorchODE(nn.Module):
         for sid in self.state_ids:
             ia = model.getInitialAssignment(sid)
             if ia is not None:
-                init.append(stage2(_math(ia.getMath(), f"initial value of {sid}")))
+                init.append(stage2(sympify_math(ia.getMath(), f"initial value of {sid}")))
             else:
                 e = model.getElementBySId(sid)
                 init.append(sp.Float(e.getInitialConcentration() if isinstance(
                     e, libsbml.Species) else e.getValue()))
         self._init = sp.lambdify([*p_sym, t_sym], init, "torch", cse=True)
+
+    def _compile_observables(self, pp: petab.Problem, intercept: Sequence[str],
+                             stage2: Callable[[sp.Expr], sp.Expr]) -> None:
+        """Torch functions of the observables and of their noise formulas."""
+        x_sym, p_sym, q_sym, t_sym = self._symbols(intercept)
         obs = pp.observable_df
         self.observable_ids = list(obs.index)
-        formulas = [stage2(_sym(str(obs.loc[o, petab.OBSERVABLE_FORMULA]), o))
+        formulas = [stage2(sympify_formula(str(obs.loc[o, petab.OBSERVABLE_FORMULA]), o))
                     for o in self.observable_ids]
-        self._obs = sp.lambdify([*args, *q_sym], formulas, "torch", cse=True)
+        self._obs = sp.lambdify([*x_sym, *p_sym, t_sym, *q_sym], formulas, "torch", cse=True)
         # the allocation at output times is only needed when an observable reads a coupled rate
         self._obs_reads_rates = any(str(s) in intercept for f in formulas
                                     for s in f.free_symbols)
-        self._sigma = sp.lambdify(p_sym, [stage2(_sym(str(obs.loc[o, petab.NOISE_FORMULA]),
-                                                      f"noise of {o}"))
-                                          for o in self.observable_ids], "torch")
-        self._tables(pp)
+        noise = [stage2(sympify_formula(str(obs.loc[o, petab.NOISE_FORMULA]), f"noise of {o}"))
+                 for o in self.observable_ids]
+        self._sigma = sp.lambdify(p_sym, noise, "torch")
 
     def _tables(self, pp: petab.Problem) -> None:
         pdf = pp.parameter_df

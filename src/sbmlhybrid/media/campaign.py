@@ -46,7 +46,7 @@ from sbmlhybrid.media.container import (
     write_container,
 )
 from sbmlhybrid.media.estimator import TransferMLPRegressor
-from sbmlhybrid.media.modelfile import model_from_meta, model_to_meta
+from sbmlhybrid.media.model_meta import model_from_meta, model_to_meta
 
 __all__ = ["Campaign", "atomic_write_bytes", "propose"]
 # bit generators whose state is plain (big) integers, so it fits JSON exactly

@@ -1,7 +1,8 @@
 """Culture outcomes of many medium formulations through the compiled AMICI CHO fed-batch model.
 
 Reused: the project's bundled PEtab problem ``petab_problems/cho_fedbatch/problem.yaml``
-(loaded with ``sbmlhybrid.problem.load_problem``, compiled once into the model cache by
+(shipped inside the package as ``sbmlhybrid/_problems/cho_fedbatch``, see `CHO_PROBLEM`;
+loaded with ``sbmlhybrid.problem.load_problem``, compiled once into the model cache by
 ``sbmlhybrid.build.compile_problem``) and AMICI's ``run_simulations`` over one ``ExpData``
 per formulation (per-formulation kinetic parameters and initial medium ride on the ExpData).
 Hand-written: the mapping of multipliers onto the model's own parameters, the outcome
@@ -19,6 +20,7 @@ day of 200 mM glucose / 20 mM glutamine from day 3). Units: days, mM, 1e6 cells/
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import amici.sim.sundials as asd
@@ -27,8 +29,10 @@ import numpy as np
 from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.errors import InputError, SimulationError
 
-CHO_PROBLEM = Path(__file__).resolve().parents[3] / "petab_problems" / "cho_fedbatch" / \
-    "problem.yaml"
+# Package data (pyproject.toml: tool.setuptools.package-data): in the source tree
+# sbmlhybrid/_problems/cho_fedbatch links to petab_problems/cho_fedbatch, an installed
+# package holds copies of its tables. Installed as plain files, so this is a real path.
+CHO_PROBLEM = Path(str(files("sbmlhybrid") / "_problems" / "cho_fedbatch" / "problem.yaml"))
 # Kinetic parameters of the CHO fed-batch SBML model (petab_problems/cho_fedbatch/model.py).
 CHO_KINETIC = ("mu_max", "K_glc", "K_gln", "KI_lac", "KI_amm", "kd0", "kd_amm", "KD_amm",
                "Y_x_glc", "m_glc", "Y_x_gln", "Y_lac_glc", "q_lac_upt", "K_sw", "Y_amm_gln",

@@ -35,7 +35,7 @@ from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.build import CompiledModel, compile_problem
 from sbmlhybrid.build.v2 import amici_importer
 from sbmlhybrid.errors import InputError, Issue, SimulationError
-from sbmlhybrid.objective.model_objective import (
+from sbmlhybrid.objective._common import (
     ADJOINT_ABOVE_N_PARAMETERS,
     DEFAULT_THREADS,
     Evaluation,

@@ -18,6 +18,7 @@ import pypesto
 from pypesto.result import OptimizerResult
 
 from sbmlhybrid.objective.work import WorkCount, work_counter_of
+from sbmlhybrid.optimize.fullbatch import make_optimizer
 from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator
 from sbmlhybrid.optimize.minibatch_options import MiniBatchOptions
 from sbmlhybrid.optimize.minibatch_rules import UpdateRule, learning_rate, parabolic_minimum
@@ -193,8 +194,6 @@ class MiniBatchRun:
     def _polish(self, x_end: np.ndarray, n_epochs: int, lr: float) -> OptimizerResult:
         """Full-batch optimization from the mini-batch end point (best monitored point if the
         end point is worse or fails); the result is the polish's full-objective optimum."""
-        from sbmlhybrid.optimize.multistart import make_optimizer
-
         x_start = x_end
         if self.best[1] is not None:
             f_end = float(self.problem.objective(x_end, sensi_orders=(0,)))

@@ -22,7 +22,8 @@ import petab.v1 as petab
 import yaml
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
-from sbmlhybrid.problem.validate import duplicate_ids, sbml_read_issues, validate_problem
+from sbmlhybrid.problem._common import SolverSettings, load_sbml, problem_name, solver_settings
+from sbmlhybrid.problem.validate import duplicate_ids, validate_problem
 
 if TYPE_CHECKING:
     from sbmlhybrid.problem.v2 import ProblemV2
@@ -30,36 +31,9 @@ if TYPE_CHECKING:
 # Table kind -> its id column, whose values must be unique.
 _ID_COLUMNS = {"condition": petab.CONDITION_ID, "observable": petab.OBSERVABLE_ID,
                "parameter": petab.PARAMETER_ID}
-
-
-@dataclass
-class SolverSettings:
-    """CVODES settings of a problem; `sbmlhybrid: {solver: {...}}` in the problem YAML.
-
-    Attributes:
-        rtol: Relative tolerance.
-        atol: Absolute tolerance (state units).
-        max_steps: Maximum number of integration steps per simulation.
-        sensitivity_method: "forward", "adjoint" or "auto" (chosen by problem size).
-        steady_state_rtol: Relative tolerance of pre-equilibration steady states.
-    """
-
-    rtol: float = 1e-8
-    atol: float = 1e-16  # AMICI default; Fujita needs it to reproduce its reference
-    max_steps: int = 10_000  # AMICI default; larger values slow adjoint runs (checkpoint memory)
-    sensitivity_method: str = "auto"
-    # AMICI's default (1e-6) stops pre-equilibration early when no sensitivities are computed,
-    # so fval-only and fval+gradient calls disagree (Isensee llh off by 8e-3).
-    steady_state_rtol: float | None = 1e-12
-
-    def __post_init__(self) -> None:
-        if self.sensitivity_method not in ("auto", "forward", "adjoint"):
-            raise InputError(
-                f"solver.sensitivity_method must be auto, forward or adjoint, "
-                f"not {self.sensitivity_method!r}"
-            )
-        if not (self.rtol > 0 and self.atol > 0 and self.max_steps > 0):
-            raise InputError("solver tolerances and max_steps must be positive")
+# The old private name, still imported by sbmlhybrid.sciml.importer (SciML front-door work,
+# issue 14); new code imports `load_sbml` from sbmlhybrid.problem._common.
+_load_sbml = load_sbml
 
 
 @dataclass
@@ -115,15 +89,6 @@ def _read_tables(files: dict[str, str | None], source: Path) -> dict[str, pd.Dat
     if duplicates:
         raise InputError(duplicates, header=f"Invalid PEtab problem {source}")
     return tables
-
-
-def _load_sbml(path: Path) -> libsbml.SBMLDocument:
-    if not path.is_file():
-        raise InputError(Issue("SBML file not found", file=str(path)))
-    issues = sbml_read_issues(path)
-    if issues:
-        raise InputError(issues, header=f"Cannot read SBML model {path}")
-    return libsbml.SBMLReader().readSBML(str(path))
 
 
 def _unsupported(problem: petab.Problem, files: dict[str, str | None]) -> list[Issue]:
@@ -222,7 +187,7 @@ def load_problem(
             raise InputError(Issue(f"'{key}' must list exactly one file", str(path)))
         files[kind] = str(base / entries[0])
     files["parameter"] = str(base / config.get("parameter_file", ""))
-    doc = _load_sbml(Path(files["sbml"]))
+    doc = load_sbml(Path(files["sbml"]))
     tables = _read_tables(files, path)
     try:
         with warnings.catch_warnings():
@@ -236,10 +201,7 @@ def load_problem(
             )
     except (KeyError, ValueError, AssertionError) as err:
         raise InputError(Issue(f"malformed table: {err}", str(path))) from err
-    settings = solver or SolverSettings(**((config.get("sbmlhybrid") or {}).get("solver") or {}))
-    stem = path.stem
-    name = path.parent.name + stem[len("problem"):] if stem.startswith("problem") else stem
-    return _finish(problem, name.strip("_") or "problem", path, files, settings)
+    return _finish(problem, problem_name(path), path, files, solver or solver_settings(config))
 
 
 def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | None) -> Problem:
@@ -252,7 +214,7 @@ def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | N
     assignment or rate rule is estimated on log10 scale within [nominal/1000, nominal*1000]
     (non-positive nominal values: linear scale in [-10, 10]).
     """
-    doc = _load_sbml(sbml)
+    doc = load_sbml(sbml)
     model = doc.getModel()
     meas = _read_table(measurements, "measurement")
     missing = {petab.OBSERVABLE_ID, petab.SIMULATION_CONDITION_ID, petab.TIME,

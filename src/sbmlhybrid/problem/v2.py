@@ -29,6 +29,7 @@ import petab.v2 as v2
 import petab.v2.lint
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
+from sbmlhybrid.problem._common import load_sbml, problem_name, solver_settings
 from sbmlhybrid.problem.v2_to_v1 import (  # noqa: F401  (re-exported for the SciML importer)
     DEFAULT_CONDITION,
     PREEQ_SUFFIX,
@@ -80,7 +81,7 @@ class ProblemV2:
             the SBML model id instead (`sbmlhybrid.build`).
         source: The problem YAML.
         files: Table kind ("model", "condition", "measurement", ...) -> its files.
-        solver: Solver settings (`sbmlhybrid.problem.load.SolverSettings`).
+        solver: Solver settings (`sbmlhybrid.problem.SolverSettings`).
         unflattened: The problem as given, when `petab_problem` had to be flattened
             (timepoint-specific observable/noise parameter overrides, which AMICI compiles
             as one observable per override); simulation tables are mapped back to it.
@@ -190,15 +191,13 @@ def load_v2(path: Path, config: dict[str, Any], solver: Any = None) -> ProblemV2
         NotSupportedError: not exactly one SBML model (e.g. PySB), or mapping-table entries
             that point outside the SBML model.
     """
-    from sbmlhybrid.problem.load import SolverSettings, _load_sbml
-
     where = str(path)
     model_info = _sbml_model_entry(config, where)
     base = path.parent
     files = {kind: [str(base / f) for f in config.get(key) or []]
              for kind, key in _FILE_KEYS.items()}
     files["model"] = [str(base / str(model_info["location"]))]
-    _load_sbml(Path(files["model"][0]))  # InputError with libsbml's line numbers
+    load_sbml(Path(files["model"][0]))  # InputError with libsbml's line numbers
     p2 = _read(path, files)
     bad_maps = [m.petab_id for m in p2.mappings if m.model_id and m.model_id != m.petab_id
                 and p2.model.sbml_model.getElementBySId(m.model_id) is None]
@@ -206,10 +205,7 @@ def load_v2(path: Path, config: dict[str, Any], solver: Any = None) -> ProblemV2
         raise NotSupportedError(Issue(f"mapping-table entries {bad_maps} point at entities "
                                       "outside the SBML model (extensions)",
                                       (files["mapping"] or [where])[0]))
-    settings = solver or SolverSettings(**((config.get("sbmlhybrid") or {}).get("solver") or {}))
-    stem = path.stem
-    name = path.parent.name + stem[len("problem"):] if stem.startswith("problem") else stem
-    problem = ProblemV2(p2, name.strip("_") or "problem", path, files, settings)
+    problem = ProblemV2(p2, problem_name(path), path, files, solver or solver_settings(config))
     _flatten_if_needed(problem)
     return problem
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from sbmlhybrid.errors import Issue, NotSupportedError
 from sbmlhybrid.hybrid import NetworkTerm
-from sbmlhybrid.problem import Problem
+from sbmlhybrid.problem import Problem, SolverSettings
 from sbmlhybrid.sciml.export import export_network
 
 
@@ -51,24 +51,9 @@ def _folded(term: NetworkTerm, scales: list[tuple[float, float]]) -> nn.Sequenti
     return module
 
 
-def export_sciml_problem(base: Problem, terms: Sequence[NetworkTerm], out_dir: str | Path,
-                         normalization: dict[str, list[tuple[float, float]]] | None = None
-                         ) -> Path:
-    """Write `base` + `terms` as a PEtab SciML problem; returns the problem YAML path.
-
-    Args:
-        base: The mechanistic problem (before `hybridize`).
-        terms: Networks as passed to `hybridize` (their modules' current weights).
-        out_dir: Destination folder (created).
-        normalization: Per term, (center, scale) per input, e.g.
-            ``hybridize(...).hybrid.normalization``; default: the terms' ``input_scales``.
-
-    Raises:
-        NotSupportedError: see module docstring.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pp = base.petab_problem
+def _write_mechanistic(pp: petab.Problem, out: Path) -> None:
+    """The SBML model and the v2-layout tables of `pp` (all but parameters, mapping and
+    hybridization); NotSupportedError for pre-equilibration."""
     mdf = pp.measurement_df
     if petab.PREEQUILIBRATION_CONDITION_ID in mdf and \
             mdf[petab.PREEQUILIBRATION_CONDITION_ID].notna().any():
@@ -93,43 +78,41 @@ def export_sciml_problem(base: Problem, terms: Sequence[NetworkTerm], out_dir: s
             petab.OBSERVABLE_PARAMETERS, petab.NOISE_PARAMETERS]
     meas[[c for c in keep if c in meas]].to_csv(out / "measurements.tsv", sep="\t", index=False)
     pp.observable_df.to_csv(out / "observables.tsv", sep="\t")
-    pdf = pp.parameter_df[[petab.PARAMETER_SCALE, petab.LOWER_BOUND, petab.UPPER_BOUND,
-                           petab.NOMINAL_VALUE, petab.ESTIMATE]].copy().astype(object)
-    mapping, hyb, nets, arrays = [], [], {}, []
-    for t in terms:
-        bad = [j for j, (tr, sc) in enumerate(zip(t.transforms, t.scales))
-               if tr != "identity" or sc != 1.0]
-        if bad:
-            raise NotSupportedError(Issue(f"{t.name}: output transform/scale of outputs {bad} "
-                                          "cannot be written in PEtab SciML", entity=t.name))
-        for target, kind in zip(t.targets, t.kinds):
-            p = pp.sbml_model.getParameter(target)
-            if kind not in ("parameter", "auto") or p is None or not p.getConstant():
-                raise NotSupportedError(Issue(f"{t.name}: only constant-parameter targets "
-                                              f"can be exported, not {target!r} ({kind})",
-                                              entity=target))
-        scales = (normalization or {}).get(t.name) or \
-            [tuple(t.input_scales.get(i, (0.0, 1.0))) for i in t.inputs]
-        module = _folded(t, [(float(c), float(s)) for c, s in scales])
-        export_network(module, out / f"{t.name}.yaml", out / f"{t.name}_ps.hdf5",
-                       nn_model_id=t.name, input_ids=["input0"])
-        arrays.append(f"{t.name}_ps.hdf5")
-        nets[t.name] = {"location": f"{t.name}.yaml", "pre_initialization": False,
-                        "format": "YAML"}
-        for k, iid in enumerate(t.inputs):
-            mapping.append((f"{t.name}_input{k}", f"{t.name}.inputs[0][{k}]"))
-            hyb.append((f"{t.name}_input{k}", iid))
-        for j, target in enumerate(t.targets):
-            mapping.append((f"{t.name}_output{j}", f"{t.name}.outputs[0][{j}]"))
-            hyb.append((target, f"{t.name}_output{j}"))
-            pdf = pdf.drop(index=[target], errors="ignore")
-        mapping.append((f"{t.name}_ps", f"{t.name}.parameters"))
-        pdf.loc[f"{t.name}_ps"] = [petab.LIN, -np.inf, np.inf, "array", 0 if t.frozen else 1]
-    pdf.to_csv(out / "parameters.tsv", sep="\t")
-    pd.DataFrame(mapping, columns=["petabEntityId", "modelEntityId"]).to_csv(
-        out / "mapping.tsv", sep="\t", index=False)
-    pd.DataFrame(hyb, columns=["targetId", "targetValue"]).to_csv(
-        out / "hybridization.tsv", sep="\t", index=False)
+
+
+def _check_exportable(t: NetworkTerm, model: libsbml.Model) -> None:
+    """NotSupportedError unless every output is identity-transformed, unscaled and
+    replaces a constant parameter."""
+    bad = [j for j, (tr, sc) in enumerate(zip(t.transforms, t.scales))
+           if tr != "identity" or sc != 1.0]
+    if bad:
+        raise NotSupportedError(Issue(f"{t.name}: output transform/scale of outputs {bad} "
+                                      "cannot be written in PEtab SciML", entity=t.name))
+    for target, kind in zip(t.targets, t.kinds):
+        p = model.getParameter(target)
+        if kind not in ("parameter", "auto") or p is None or not p.getConstant():
+            raise NotSupportedError(Issue(f"{t.name}: only constant-parameter targets "
+                                          f"can be exported, not {target!r} ({kind})",
+                                          entity=target))
+
+
+def _routing(t: NetworkTerm) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Mapping-table rows (PEtab id -> network port) and hybridization-table rows (target
+    -> value) of one network: inputs from model entities, outputs into its targets."""
+    mapping, hyb = [], []
+    for k, iid in enumerate(t.inputs):
+        mapping.append((f"{t.name}_input{k}", f"{t.name}.inputs[0][{k}]"))
+        hyb.append((f"{t.name}_input{k}", iid))
+    for j, target in enumerate(t.targets):
+        mapping.append((f"{t.name}_output{j}", f"{t.name}.outputs[0][{j}]"))
+        hyb.append((target, f"{t.name}_output{j}"))
+    mapping.append((f"{t.name}_ps", f"{t.name}.parameters"))
+    return mapping, hyb
+
+
+def _problem_config(arrays: list[str], nets: dict[str, dict], solver: SolverSettings | None
+                    ) -> dict:
+    """The problem YAML's content (PEtab v2 with the sciml extension)."""
     config = {
         "format_version": 2,
         "model_files": {"model": {"location": "model.xml", "language": "sbml"}},
@@ -140,10 +123,54 @@ def export_sciml_problem(base: Problem, terms: Sequence[NetworkTerm], out_dir: s
                                  "hybridization_files": ["hybridization.tsv"],
                                  "neural_nets": nets}},
     }
-    if base.solver is not None:
-        s = base.solver
-        config["sbmlhybrid"] = {"solver": {"rtol": s.rtol, "atol": s.atol,
-                                           "max_steps": s.max_steps}}
+    if solver is not None:
+        config["sbmlhybrid"] = {"solver": {"rtol": solver.rtol, "atol": solver.atol,
+                                           "max_steps": solver.max_steps}}
+    return config
+
+
+def export_sciml_problem(base: Problem, terms: Sequence[NetworkTerm], out_dir: str | Path,
+                         normalization: dict[str, list[tuple[float, float]]] | None = None
+                         ) -> Path:
+    """Write `base` + `terms` as a PEtab SciML problem; returns the problem YAML path.
+
+    Args:
+        base: The mechanistic problem (before `hybridize`).
+        terms: Networks as passed to `hybridize` (their modules' current weights).
+        out_dir: Destination folder (created).
+        normalization: Per term, (center, scale) per input, e.g.
+            ``hybridize(...).hybrid.normalization``; default: the terms' ``input_scales``.
+
+    Raises:
+        NotSupportedError: see module docstring.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pp = base.petab_problem
+    _write_mechanistic(pp, out)
+    pdf = pp.parameter_df[[petab.PARAMETER_SCALE, petab.LOWER_BOUND, petab.UPPER_BOUND,
+                           petab.NOMINAL_VALUE, petab.ESTIMATE]].copy().astype(object)
+    mapping, hyb, nets, arrays = [], [], {}, []
+    for t in terms:
+        _check_exportable(t, pp.sbml_model)
+        scales = (normalization or {}).get(t.name) or \
+            [tuple(t.input_scales.get(i, (0.0, 1.0))) for i in t.inputs]
+        module = _folded(t, [(float(c), float(s)) for c, s in scales])
+        export_network(module, out / f"{t.name}.yaml", out / f"{t.name}_ps.hdf5",
+                       nn_model_id=t.name, input_ids=["input0"])
+        arrays.append(f"{t.name}_ps.hdf5")
+        nets[t.name] = {"location": f"{t.name}.yaml", "pre_initialization": False,
+                        "format": "YAML"}
+        term_mapping, term_hyb = _routing(t)
+        mapping += term_mapping
+        hyb += term_hyb
+        pdf = pdf.drop(index=list(t.targets), errors="ignore")
+        pdf.loc[f"{t.name}_ps"] = [petab.LIN, -np.inf, np.inf, "array", 0 if t.frozen else 1]
+    pdf.to_csv(out / "parameters.tsv", sep="\t")
+    pd.DataFrame(mapping, columns=["petabEntityId", "modelEntityId"]).to_csv(
+        out / "mapping.tsv", sep="\t", index=False)
+    pd.DataFrame(hyb, columns=["targetId", "targetValue"]).to_csv(
+        out / "hybridization.tsv", sep="\t", index=False)
     path = out / "problem.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(yaml.safe_dump(_problem_config(arrays, nets, base.solver), sort_keys=False))
     return path

@@ -3,11 +3,12 @@
 Each case folder ``NNNN`` has ``_NNNN.yaml`` and ``_NNNN_solution.yaml`` with the reference
 ``llh``, ``chi2`` and simulation tables, for prior cases also ``log_prior`` (per parameter)
 and ``unnorm_log_posterior``, and absolute tolerances ``tol_llh``, ``tol_chi2``,
-``tol_simulations``, ``tol_log_prior``, ``tol_unnorm_log_posterior``. A case passes when every
-reference value it has is met within its tolerance. Problems go through the same path as any
-v2 problem: `load_problem` -> compile cache -> AMICI's native v2 import and simulation
-(`sbmlhybrid.objective.petab_v2`). A `NotSupportedError` (e.g. a PySB case) is reported as
-``not_supported``, never as passed.
+``tol_simulations``, ``tol_log_prior``, ``tol_unnorm_log_posterior``. `check_v2_case` reports
+one `Check` per reference value the case has, with the case's tolerance (a case passes when
+every error is within its tolerance: asserted in ``tests/test_petab_v2.py``). Problems go
+through the same path as any v2 problem: `load_problem` -> compile cache -> AMICI's native
+v2 import and simulation (`sbmlhybrid.objective.petab_v2`). A `NotSupportedError` (e.g. a
+PySB case) is reported as outcome ``not_supported``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import pandas as pd
 import yaml
 
 from sbmlhybrid.errors import NotSupportedError, SbmlHybridError
+from sbmlhybrid.objective import create_objective
+from sbmlhybrid.problem import load_problem
+from sbmlhybrid.testing.results import CaseResult, Check
 
 #: Solver tolerances of the checks (the suite's references are exact to ~1e-10).
 RTOL, ATOL = 1e-10, 1e-12
@@ -43,45 +47,41 @@ def _simulation_error(sim: pd.DataFrame, ref: pd.DataFrame) -> float:
                                - ref["simulation"].to_numpy(float))))
 
 
-def _compare(values: dict[str, float], sol: dict[str, Any]) -> list[str]:
-    """Failures of `values` against the solution's references and tolerances."""
-    fails = []
+def _checks(values: dict[str, float], sol: dict[str, Any]) -> list[Check]:
+    """`values` against the solution's references, with the solution's tolerances."""
+    checks = []
     for name, value in values.items():
         ref = sol[name]
         tol = sol[f"tol_{name}"]
         if name == "log_prior":
             ref = sum(ref.values())  # the per-parameter tolerance, summed
             tol = tol * len(sol[name])
-        if not abs(value - ref) <= tol:
-            fails.append(f"{name} {value:.10g} vs {ref:.10g} (tol {tol:g})")
-    return fails
+        checks.append(Check(name, abs(value - ref), float(tol)))
+    return checks
 
 
-def check_v2_case(folder: str | Path) -> dict[str, Any]:
+def check_v2_case(folder: str | Path) -> CaseResult:
     """Load, compile (cached), simulate and compare one case.
 
     Returns:
-        ``{"case", "status": "passed" | "failed" | "not_supported" | "error", "message",
-        "llh", "llh_ref", "chi2", "chi2_ref", "sim_err", "seconds"}`` (``seconds``: wall time
-        of the whole check, compile or cache lookup included).
+        A `CaseResult` (suite ``petab_v2``): checks ``llh``, ``chi2``, ``simulations``
+        (largest absolute difference) and, where the case has them, ``log_prior`` and
+        ``unnorm_log_posterior``; values ``llh``, ``llh_ref``, ``chi2``, ``chi2_ref``;
+        ``seconds`` is the whole check, compile or cache lookup included.
     """
-    from sbmlhybrid.objective import create_objective
-    from sbmlhybrid.problem import load_problem
-
     start = time.perf_counter()
     folder = Path(folder)
     case = folder.name
-    out: dict[str, Any] = {"case": case}
     try:
         problem = load_problem(folder / f"_{case}.yaml")
         problem.solver.rtol, problem.solver.atol = RTOL, ATOL
         objective = create_objective(problem)
     except NotSupportedError as err:
-        return out | {"status": "not_supported", "message": " ".join(str(err).split()),
-                      "seconds": time.perf_counter() - start}
+        return CaseResult("petab_v2", case, "not_supported", message=" ".join(str(err).split()),
+                          seconds=time.perf_counter() - start)
     except SbmlHybridError as err:
-        return out | {"status": "error", "message": f"{type(err).__name__}: {err}",
-                      "seconds": time.perf_counter() - start}
+        return CaseResult("petab_v2", case, "error", message=f"{type(err).__name__}: {err}",
+                          seconds=time.perf_counter() - start)
     sol = yaml.safe_load((folder / f"_{case}_solution.yaml").read_text())
     ev = objective.evaluate(gradient=False, return_rdatas=True, raise_on_failure=False)
     values = {"llh": -ev.fval, "chi2": float(sum(r.chi2 for r in ev.rdatas or []))}
@@ -90,22 +90,15 @@ def check_v2_case(folder: str | Path) -> dict[str, Any]:
     if "unnorm_log_posterior" in sol:
         values["unnorm_log_posterior"] = values["llh"] + objective.log_prior()
     ref = pd.concat(pd.read_csv(folder / f, sep="\t") for f in sol["simulation_files"])
-    sim_err = _simulation_error(objective.simulate(), ref)
-    fails = _compare(values, sol)
-    if not sim_err <= sol["tol_simulations"]:
-        fails.append(f"simulations max error {sim_err:.3g}")
-    return out | {"llh": values["llh"], "llh_ref": sol["llh"], "chi2": values["chi2"],
-                  "chi2_ref": sol["chi2"], "sim_err": sim_err,
-                  "status": "failed" if fails else "passed", "message": "; ".join(fails),
-                  "seconds": time.perf_counter() - start}
+    checks = _checks(values, sol)
+    checks.append(Check("simulations", _simulation_error(objective.simulate(), ref),
+                        float(sol["tol_simulations"])))
+    return CaseResult("petab_v2", case, "ran", checks,
+                      values={"llh": values["llh"], "llh_ref": sol["llh"],
+                              "chi2": values["chi2"], "chi2_ref": sol["chi2"]},
+                      seconds=time.perf_counter() - start)
 
 
-def run_v2_suite(suite_dir: str | Path) -> dict[str, Any]:
-    """All cases: ``{"petab_v2_passed", "petab_v2_total", "petab_v2_not_supported",
-    "cases"}``."""
-    folders = sorted(p for p in Path(suite_dir).iterdir() if p.is_dir())
-    results = [check_v2_case(p) for p in folders]
-    return {"petab_v2_passed": sum(r["status"] == "passed" for r in results),
-            "petab_v2_total": len(results),
-            "petab_v2_not_supported": sum(r["status"] == "not_supported" for r in results),
-            "cases": results}
+def run_v2_suite(suite_dir: str | Path) -> list[CaseResult]:
+    """Every case folder of the suite, in name order."""
+    return [check_v2_case(p) for p in sorted(p for p in Path(suite_dir).iterdir() if p.is_dir())]

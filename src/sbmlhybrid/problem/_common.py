@@ -1,0 +1,68 @@
+"""What the PEtab v1 and v2 loaders share: solver settings, reading the SBML model, names.
+
+Private to `sbmlhybrid.problem`: `load` (v1, bare SBML) and `v2` both import from here, so
+neither imports the other at module level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libsbml
+
+from sbmlhybrid.errors import InputError, Issue
+from sbmlhybrid.problem.validate import sbml_read_issues
+
+
+@dataclass
+class SolverSettings:
+    """CVODES settings of a problem; `sbmlhybrid: {solver: {...}}` in the problem YAML.
+
+    Attributes:
+        rtol: Relative tolerance.
+        atol: Absolute tolerance (state units).
+        max_steps: Maximum number of integration steps per simulation.
+        sensitivity_method: "forward", "adjoint" or "auto" (chosen by problem size).
+        steady_state_rtol: Relative tolerance of pre-equilibration steady states.
+    """
+
+    rtol: float = 1e-8
+    atol: float = 1e-16  # AMICI default; Fujita needs it to reproduce its reference
+    max_steps: int = 10_000  # AMICI default; larger values slow adjoint runs (checkpoint memory)
+    sensitivity_method: str = "auto"
+    # AMICI's default (1e-6) stops pre-equilibration early when no sensitivities are computed,
+    # so fval-only and fval+gradient calls disagree (Isensee llh off by 8e-3).
+    steady_state_rtol: float | None = 1e-12
+
+    def __post_init__(self) -> None:
+        if self.sensitivity_method not in ("auto", "forward", "adjoint"):
+            raise InputError(
+                f"solver.sensitivity_method must be auto, forward or adjoint, "
+                f"not {self.sensitivity_method!r}"
+            )
+        if not (self.rtol > 0 and self.atol > 0 and self.max_steps > 0):
+            raise InputError("solver tolerances and max_steps must be positive")
+
+
+def solver_settings(config: dict[str, Any]) -> SolverSettings:
+    """The YAML's ``sbmlhybrid: solver:`` entry (defaults where absent)."""
+    return SolverSettings(**((config.get("sbmlhybrid") or {}).get("solver") or {}))
+
+
+def problem_name(path: Path) -> str:
+    """Short name of a problem YAML: its stem, or folder + suffix for ``problem*.yaml``."""
+    stem = path.stem
+    name = path.parent.name + stem[len("problem"):] if stem.startswith("problem") else stem
+    return name.strip("_") or "problem"
+
+
+def load_sbml(path: Path) -> libsbml.SBMLDocument:
+    """The SBML document; InputError with libsbml's line numbers if it cannot be read."""
+    if not path.is_file():
+        raise InputError(Issue("SBML file not found", file=str(path)))
+    issues = sbml_read_issues(path)
+    if issues:
+        raise InputError(issues, header=f"Cannot read SBML model {path}")
+    return libsbml.SBMLReader().readSBML(str(path))
