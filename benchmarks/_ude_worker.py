@@ -111,7 +111,7 @@ def _jax_calls(up, spec, info: dict):
     import _ude_jax as J
 
     t0 = time.perf_counter()
-    jp = J.build(up, Path(spec["out"]) / "jax_models" / up.name)
+    jp = J.build(up, Path(spec["jax_dir"]) / up.name)
     info["export_s"] = round(time.perf_counter() - t0, 2)
     fn, compile_s = J.value_and_grad_fn(jp, up, spec["group"])
     info["jit_compile_s"] = round(compile_s, 2)

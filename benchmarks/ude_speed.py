@@ -51,6 +51,7 @@ from _ude_report import TOOLS, fronts, load_records, plot, summary  # noqa: E402
 RESULTS = HERE / "results"
 RECORDS = RESULTS / "ude_speed"
 SMOKE = Path("/tmp/ude_speed_smoke")
+JAX_DIR = HERE.parent / "build" / "ude_jax"  # generated JAX model code (git-ignored)
 HALF = [10.0 ** (-k / 2) for k in range(6, 25)]  # 1e-3 .. 1e-12, half decades
 TD_METHODS = ("dopri5", "dopri8", "bosh3")
 TD_MODES = ("backprop", "adjoint", "adjoint_seminorm")
@@ -120,7 +121,8 @@ def run_groups(problem: str, tool: str, groups: dict, threads: int, out: Path,
         if not settings:
             continue
         spec = {"problem": problem, "tool": tool, "group": group, "settings": settings,
-                "threads": threads, "out": str(out), "cap_s": cap}
+                "threads": threads, "out": str(out), "cap_s": cap,
+                "jax_dir": str(out / "jax_models" if out == SMOKE else JAX_DIR)}
         spec_path = out / "specs" / f"{problem}__{tool}__{group.replace(':', '-')}__t{threads}.json"
         spec_path.parent.mkdir(parents=True, exist_ok=True)
         spec_path.write_text(json.dumps(spec))
