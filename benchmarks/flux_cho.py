@@ -82,7 +82,8 @@ def torch_rmse(ode_truth, x_free: np.ndarray) -> dict[str, float]:
 
 
 def main() -> None:
-    from sbmlhybrid.hybrid import create_hybrid_objective, hybridize, parameter_values
+    from sbmlhybrid import create_objective
+    from sbmlhybrid.hybrid import hybridize, parameter_values
     from sbmlhybrid.hybrid.examples import (
         CENTRAL_METABOLISM,
         cho_flux_coupling,
@@ -121,7 +122,7 @@ def main() -> None:
     train_p = load_problem(CHO / "problem.yaml")
     t0 = time.perf_counter()
     hp = hybridize(couple_flux_allocation(train_p, cpl), terms)
-    obj = create_hybrid_objective(hp, sensitivity_method="adjoint")
+    obj = create_objective(hp, sensitivity_method="adjoint")
     res["compile_or_cache_s"] = round(time.perf_counter() - t0, 1)
     lm = cpl.layer.linear_map()
     res["linear_map_max_abs_R"] = float(np.abs(lm.R).max())
@@ -154,7 +155,7 @@ def main() -> None:
     scores = {}
     for split in ("train", "test"):
         truth = truth_problem(split, hp.name)
-        eval_obj = create_hybrid_objective(
+        eval_obj = create_objective(
             hp.hybrid.apply(couple_flux_allocation(truth, cpl), values_a))
         scores[split] = rmse_table(eval_obj)
         if split == "test":

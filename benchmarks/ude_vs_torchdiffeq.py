@@ -148,7 +148,8 @@ def timed(fn, repeats: int) -> tuple[float, tuple]:
 
 
 def main() -> None:
-    from sbmlhybrid.hybrid import create_hybrid_objective, hybridize, set_nominal
+    from sbmlhybrid import create_objective
+    from sbmlhybrid.hybrid import hybridize, set_nominal
     from sbmlhybrid.hybrid.examples import cho_graybox_terms
     from sbmlhybrid.problem import SolverSettings, load_problem
 
@@ -158,7 +159,7 @@ def main() -> None:
     if fitted.exists():
         tab = pd.read_csv(fitted, sep="\t")
         hp = set_nominal(hp, dict(zip(tab["parameterId"], tab["value"])))
-    ref_obj = create_hybrid_objective(dataclasses.replace(
+    ref_obj = create_objective(dataclasses.replace(
         hp, solver=SolverSettings(rtol=1e-12, atol=1e-12, sensitivity_method="forward")))
     x = ref_obj.x_nominal_free
     ref = ref_obj.evaluate(x)
@@ -166,7 +167,7 @@ def main() -> None:
     rows = []
     for method in ("forward", "adjoint"):
         for rtol in (1e-6, 1e-8):
-            obj = create_hybrid_objective(dataclasses.replace(
+            obj = create_objective(dataclasses.replace(
                 hp, solver=SolverSettings(rtol=rtol, atol=rtol * 1e-2,
                                           sensitivity_method=method)))
             t, ev = timed(lambda obj=obj: obj.evaluate(x), 5)

@@ -43,22 +43,11 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 SIDE_EFFECT_FREE_EXCEPT = ("cli",)  # top-level names whose modules may configure the process
 
-# Known violations inside files owned by the SciML front-door work, issue 14 (sciml/importer.py,
-# sciml/objective.py, sciml/problem.py, sciml/__init__.py, objective/__init__.py,
-# sbmlhybrid/__init__.py, api.py, cli/*.py, optimize/multistart.py), as committed before that
-# work lands. Exact (module, kind) pairs; `test_allowlist_is_not_stale` fails once one is gone,
-# so that its entry is removed.
-ALLOWED: set[tuple[str, str]] = {
-    # owned by the SciML front-door work, issue 14: importer.py imports SciMLObjective and
-    # objective.py imports SciMLProblem back from importer.py
-    ("sbmlhybrid.sciml.importer", "cycle"),
-    ("sbmlhybrid.sciml.objective", "cycle"),
-    # owned by the SciML front-door work, issue 14: load_sciml_problem is 205 lines
-    ("sbmlhybrid.sciml.importer", "function-length"),
-    # owned by the SciML front-door work, issue 14: package __init__ files without __all__
-    ("sbmlhybrid", "missing-__all__"),
-    ("sbmlhybrid.cli", "missing-__all__"),
-}
+# Known violations, as exact (module, kind) pairs; `test_allowlist_is_not_stale` fails once
+# one is gone, so that its entry is removed. The SciML front-door work of issue 14 removed the
+# last ones (the sciml.importer <-> sciml.objective circle, the 205-line load_sciml_problem,
+# package __init__ files without __all__).
+ALLOWED: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

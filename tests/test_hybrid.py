@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+from sbmlhybrid import create_objective
 from sbmlhybrid.build import cache_key
 from sbmlhybrid.build.cache import DEFAULT_CODEGEN
 from sbmlhybrid.errors import InputError
@@ -27,7 +28,6 @@ from sbmlhybrid.hybrid import (
     HYBRID_CODEGEN,
     NetworkTerm,
     check_module,
-    create_hybrid_objective,
     hybridize,
     parameter_values,
 )
@@ -120,7 +120,7 @@ def _term(seed: int = 0) -> NetworkTerm:
 @pytest.fixture(scope="module")
 def toy_hybrid(toy_problem):
     hp = hybridize(toy_problem, [_term()])
-    return hp, create_hybrid_objective(hp)
+    return hp, create_objective(hp)  # compiled with HYBRID_CODEGEN (the problem's choice)
 
 
 def test_unsupported_layer_rejected_with_its_name():
@@ -205,7 +205,7 @@ def test_graybox_fit_recovers_hidden_rate(toy_hybrid):
     # the fit does not need the FD test's 1e-12 tolerances (the solver is not in the cache key)
     hp_fit = dataclasses.replace(hp, solver=SolverSettings(rtol=1e-8, atol=1e-10,
                                                            sensitivity_method="forward"))
-    obj = create_hybrid_objective(hp_fit)
+    obj = create_objective(hp_fit)
     assert obj.compiled.hit
     result = fit(obj, FitSettings(n_starts=2, seed=0, max_iter=250), progress=False)
     x = best_x_free(result, obj)

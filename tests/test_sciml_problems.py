@@ -14,10 +14,10 @@ import scipy.optimize
 import torch
 from torch import nn
 
+from sbmlhybrid import create_objective, load_problem
 from sbmlhybrid.hybrid import NetworkTerm, hybridize
-from sbmlhybrid.objective import create_objective
-from sbmlhybrid.problem import SolverSettings, load_problem
-from sbmlhybrid.sciml.importer import load_sciml_problem
+from sbmlhybrid.problem import SolverSettings
+from sbmlhybrid.problem import load_problem as load_petab_problem
 from sbmlhybrid.sciml.problem_export import export_sciml_problem
 from sbmlhybrid.testing import GRAD_RTOL, check_sciml_problem_case
 from tests.conftest import SHARED
@@ -44,8 +44,8 @@ def test_sciml_problem_case(case: str) -> None:
 def test_fit_from_perturbed_start_reaches_nominal_llh() -> None:
     """Case 003 (pre-initialization network, two experiments): perturb every estimated
     value (mechanistic by 20 %, network weights by N(0, 0.1)) and fit with L-BFGS-B."""
-    objective = load_sciml_problem(SUITE / "003" / "petab" / "problem.yaml").objective()
-    x0 = objective.x_nominal
+    objective = create_objective(load_problem(SUITE / "003" / "petab" / "problem.yaml"))
+    x0 = objective.x_nominal_free
     llh_nominal = objective.llh(x0)
     rng = np.random.default_rng(0)
     n_mech = len(objective.mech_ids)
@@ -53,7 +53,7 @@ def test_fit_from_perturbed_start_reaches_nominal_llh() -> None:
     start[:n_mech] *= 1 + 0.2 * rng.choice([-1.0, 1.0], n_mech)
     start[n_mech:] += rng.normal(0.0, 0.1, len(x0) - n_mech)
     llh_start = objective.llh(start)
-    lb, ub = objective.bounds()
+    lb, ub = objective.pypesto_problem.lb, objective.pypesto_problem.ub
     res = scipy.optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
                                   bounds=list(zip(lb, ub)),
                                   # default ftol stopped after a first line search that only
@@ -90,7 +90,7 @@ def _lv_base(tmp_path, case: str = "001", rtol: float = 1e-10):
 
 @needs_suite
 def test_export_import_round_trip(tmp_path) -> None:
-    """hybridize(base, term) and load_sciml_problem(export(base, term)): same llh and
+    """hybridize(base, term) and load_problem(export(base, term)): same llh and
     gradient (mechanistic and every network weight)."""
     base = _lv_base(tmp_path / "base")
     torch.manual_seed(0)
@@ -102,7 +102,7 @@ def test_export_import_round_trip(tmp_path) -> None:
     ev_ref = ref.evaluate()
     path = export_sciml_problem(base, [term], tmp_path / "sciml",
                                 normalization=hybrid.hybrid.normalization)
-    objective = load_sciml_problem(path).objective()
+    objective = create_objective(load_problem(path))
     ev = objective.evaluate()
     assert ev.fval == pytest.approx(ev_ref.fval, rel=1e-10)
     g_ref = dict(zip(ref.x_free_ids, ev_ref.grad))
@@ -135,7 +135,7 @@ def test_export_folds_input_normalization(tmp_path) -> None:
     hybrid = hybridize(base, [term])
     llh_ref = create_objective(hybrid).llh()
     path = export_sciml_problem(base, [term], tmp_path / "sciml")
-    assert load_sciml_problem(path).llh() == pytest.approx(llh_ref, rel=1e-9)
+    assert create_objective(load_problem(path)).llh() == pytest.approx(llh_ref, rel=1e-9)
 
 
 @needs_suite
@@ -150,8 +150,10 @@ def test_unsupported_layer_is_named() -> None:
 
 
 @needs_suite
-def test_load_problem_points_sciml_problems_to_their_loader() -> None:
+def test_petab_loader_points_sciml_problems_to_the_front_door() -> None:
+    """The problem layer's loader (no torch) refuses SciML YAMLs; sbmlhybrid.load_problem
+    takes them (tests/test_front_door.py)."""
     from sbmlhybrid.errors import InputError
 
-    with pytest.raises(InputError, match="load_sciml_problem"):
-        load_problem(SUITE / "001" / "petab" / "problem.yaml")
+    with pytest.raises(InputError, match="SciML"):
+        load_petab_problem(SUITE / "001" / "petab" / "problem.yaml")

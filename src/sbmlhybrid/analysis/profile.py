@@ -62,11 +62,19 @@ class ProfileSettings:
 
 def _indices(problem: pypesto.Problem, ids: list[str], wanted: list[str] | None) -> list[int]:
     if wanted is None:
-        return list(problem.x_free_indices)
-    unknown = sorted(set(wanted) - set(ids))
-    if unknown:
-        raise InputError(f"unknown estimated parameter(s) {unknown}; known: {ids}")
-    return [problem.x_names.index(p) for p in wanted]
+        indices = list(problem.x_free_indices)
+    else:
+        unknown = sorted(set(wanted) - set(ids))
+        if unknown:
+            raise InputError(f"unknown estimated parameter(s) {unknown}; known: {ids}")
+        indices = [problem.x_names.index(p) for p in wanted]
+    lb, ub = np.asarray(problem.lb_full), np.asarray(problem.ub_full)
+    unbounded = [problem.x_names[i] for i in indices
+                 if not (np.isfinite(lb[i]) and np.isfinite(ub[i]))]
+    if unbounded:  # pyPESTO's profiler needs both bounds (e.g. PEtab SciML network entries)
+        raise InputError(f"profiles need finite bounds; unbounded: {unbounded} (give them "
+                         "bounds in the parameter table, or choose parameters)")
+    return indices
 
 
 def profile(objective, fit: str | Path | pypesto.Result,

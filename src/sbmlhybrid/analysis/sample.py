@@ -87,7 +87,8 @@ def sample(objective, fit: str | Path | pypesto.Result, settings: SampleSettings
         n = min(settings.chunk, settings.n_samples - have)
         start = x0 if chain is None else chain[0][-1]
         np.random.seed(np.random.SeedSequence([settings.seed, k]).generate_state(1)[0])
-        piece = psample.sample(problem, n_samples=n, sampler=psample.AdaptiveMetropolisSampler(),
+        piece = psample.sample(problem, n_samples=n, sampler=psample.AdaptiveMetropolisSampler(
+                                   options={"show_progress": False}),  # our bar instead
                                x0=np.asarray(start), result=pypesto.Result(problem))
         new = _chain(piece)
         chain = new if chain is None else tuple(np.concatenate([old, part[1:]])

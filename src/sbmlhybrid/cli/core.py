@@ -1,4 +1,9 @@
-"""`sbmlhybrid validate | simulate | fit | cache`: thin wrappers over the library API."""
+"""`sbmlhybrid validate | simulate | fit | cache`: thin wrappers over the library API.
+
+Every problem kind goes through the front door (`sbmlhybrid.api`): PEtab v1 and v2 YAMLs,
+PEtab SciML YAMLs (networks in torch or unrolled into the SBML, e.g. a `hybridize()` problem
+written by `sbmlhybrid.sciml.problem_export`), and bare SBML with ``--measurements``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from sbmlhybrid.errors import InputError
 
 
 def _add_problem_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("problem", help="PEtab v1 problem YAML, or an SBML file with --measurements")
+    p.add_argument("problem", help="PEtab v1/v2 or PEtab SciML problem YAML, or an SBML file "
+                   "with --measurements")
     p.add_argument("--measurements", help="measurement TSV for a bare SBML model")
     p.add_argument("--rtol", type=float, help="relative solver tolerance (overrides the problem)")
     p.add_argument("--atol", type=float, help="absolute solver tolerance (overrides the problem)")
@@ -23,7 +29,7 @@ def _add_problem_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from sbmlhybrid.problem import load_problem
+    from sbmlhybrid.api import load_problem
 
     problem = load_problem(args.problem, args.measurements)
     if getattr(args, "rtol", None):
@@ -36,14 +42,14 @@ def _load(args: argparse.Namespace):
 
 
 def _objective(args: argparse.Namespace):
-    from sbmlhybrid.build import compile_problem
-    from sbmlhybrid.objective import create_objective
+    from sbmlhybrid.api import create_objective
 
-    problem = _load(args)
-    compiled = compile_problem(problem)
-    print(f"model {compiled.module_name}: {'cache hit' if compiled.hit else 'compiled'} "
-          f"in {compiled.seconds:.1f} s", file=sys.stderr)
-    return create_objective(problem, compiled)
+    objective = create_objective(_load(args))
+    compiled = getattr(objective, "compiled", None)
+    if compiled is not None:
+        print(f"model {compiled.module_name}: {'cache hit' if compiled.hit else 'compiled'} "
+              f"in {compiled.seconds:.1f} s", file=sys.stderr)
+    return objective
 
 
 def _parse_parameters(text: str | None, objective) -> np.ndarray | None:
@@ -68,10 +74,13 @@ def _parse_parameters(text: str | None, objective) -> np.ndarray | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from sbmlhybrid.api import describe
+
     problem = _load(args)
-    pp = problem.petab_problem
-    print(f"OK: {problem.source} — {len(pp.measurement_df)} measurements, "
-          f"{len(problem.condition_ids)} conditions, {len(pp.x_free_ids)} estimated parameters")
+    d = describe(problem)
+    nets = "".join(f", network {n} ({how})" for n, how in d["networks"].items())
+    print(f"OK: {problem.source} ({d['kind']}) — {d['measurements']} measurements, "
+          f"{d['conditions']} conditions, {d['estimated']} estimated parameters{nets}")
     return 0
 
 
@@ -105,7 +114,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     settings = FitSettings(n_starts=args.starts, optimizer=optimizer, engine=args.engine,
                            workers=args.workers, seed=args.seed, max_iter=args.max_iter)
     objective = _objective(args)
-    objective.n_threads = args.threads
+    if hasattr(objective, "n_threads"):
+        objective.n_threads = args.threads
     out = Path(args.output)
     result = fit(objective, settings, output=out / "result.hdf5", overwrite=args.overwrite,
                  progress=not args.no_progress)

@@ -1,9 +1,12 @@
 """Likelihood, gradient and simulation tables of a compiled problem, on any condition subset.
 
-Entry point: `create_objective(problem)` -> `ModelObjective`.
+Entry point: `create_objective(problem)` -> `ModelObjective` (PEtab v1, bare SBML, hybrid) or
+`PetabV2Objective`; every kind of problem (SciML included) through `sbmlhybrid.create_objective`.
+`Objective` is the protocol all of them implement (`sbmlhybrid.objective.protocol`).
 """
 
 from sbmlhybrid.objective.model_objective import Evaluation, ModelObjective, create_objective
+from sbmlhybrid.objective.protocol import EvaluateObjective, Objective, supports_subsets
 from sbmlhybrid.objective.work import (
     WorkCount,
     WorkCounter,
@@ -11,5 +14,6 @@ from sbmlhybrid.objective.work import (
     work_counter_of,
 )
 
-__all__ = ["Evaluation", "ModelObjective", "WorkCount", "WorkCounter", "create_objective",
-           "install_work_counter", "work_counter_of"]
+__all__ = ["EvaluateObjective", "Evaluation", "ModelObjective", "Objective", "WorkCount",
+           "WorkCounter", "create_objective", "install_work_counter", "supports_subsets",
+           "work_counter_of"]

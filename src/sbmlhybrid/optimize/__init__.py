@@ -1,6 +1,7 @@
 """Parameter estimation: multi-start fits through pyPESTO with checkpoint/resume.
 
-Entry point: `fit(objective, FitSettings(...), output=...)` -> `pypesto.Result`.
+Entry point: `fit(objective, FitSettings(...), output=...)` -> `pypesto.Result`, for any
+object of the objective protocol (`sbmlhybrid.objective.Objective`).
 Mini-batch optimizers over conditions (SGD, momentum, RMSProp, Adam, Adadelta):
 `MiniBatchOptimizer` (`sbmlhybrid.optimize.minibatch`), usable as `FitSettings.optimizer`.
 """

@@ -6,6 +6,10 @@ points seeded per start index (start i is the same whatever `n_starts` is, so a 
 extends a smaller one), a checkpoint after every chunk of starts written atomically
 (temp file + rename: an interrupted run never leaves a corrupt result), and resume that
 runs only the missing starts.
+
+`fit` takes any object of the objective protocol (`sbmlhybrid.objective.Objective`: PEtab
+v1/v2, hybrid, SciML, torch-side ODE); mini-batch optimizers need one that runs condition
+subsets through pyPESTO's AMICI objective (`supports_subsets`), others are refused by name.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from pypesto.engine import MultiProcessEngine, MultiThreadEngine, SingleCoreEngi
 from tqdm.auto import tqdm
 
 from sbmlhybrid.errors import InputError, Issue, SimulationError
-from sbmlhybrid.objective import ModelObjective
+from sbmlhybrid.objective import Objective, supports_subsets
 from sbmlhybrid.optimize.counted import CountedOptimizer
+from sbmlhybrid.optimize.minibatch import MiniBatchOptimizer
 
 logger = logging.getLogger(__name__)
 
@@ -96,13 +101,14 @@ def make_engine(name: str, workers: int | None) -> pypesto.engine.Engine:
 MAX_RESAMPLES = 100
 
 
-def _sample_start(objective: ModelObjective, key: list[int]) -> np.ndarray:
+def _sample_start(objective: Objective, key: list[int]) -> np.ndarray:
     """One start point on PEtab scale, seeded by `key`: petab v1's sampler (initialization
-    priors, else uniform within bounds) or, for other problems (PEtab v2), the pyPESTO
-    problem's own start-point method."""
+    priors, else uniform within bounds) when the free vector is a v1 parameter table's,
+    otherwise (PEtab v2, SciML) the pyPESTO problem's own start-point method."""
     sub_seed = int(np.random.SeedSequence(key).generate_state(1)[0])
-    petab_problem = objective.problem.petab_problem
-    if isinstance(petab_problem, petab.Problem):
+    petab_problem = getattr(objective.problem, "petab_problem", None)
+    if isinstance(petab_problem, petab.Problem) and \
+            list(petab_problem.x_free_ids) == list(objective.x_free_ids):
         return np.asarray(petab.sample_parameter_startpoints(
             petab_problem.parameter_df, n_starts=1, seed=sub_seed)[0], dtype=float)
     problem = objective.pypesto_problem
@@ -114,7 +120,7 @@ def _sample_start(objective: ModelObjective, key: list[int]) -> np.ndarray:
         np.random.set_state(state)
 
 
-def start_points(objective: ModelObjective, n_starts: int, seed: int,
+def start_points(objective: Objective, n_starts: int, seed: int,
                  resample: bool = True) -> np.ndarray:
     """Start points on PEtab scale, shape (n_starts, n_free); row i depends only on (seed, i).
 
@@ -195,13 +201,23 @@ def read_work(path: str | Path) -> dict[str, tuple[int, int]]:
         return {k: (int(v[0]), int(v[1])) for k, v in f[_META]["work"].attrs.items()}
 
 
-def fit(objective: ModelObjective, settings: FitSettings | None = None,
+def _check_optimizer(objective: Objective, optimizer: str | optimize.Optimizer) -> None:
+    """InputError when a mini-batch optimizer meets an objective it cannot batch."""
+    if isinstance(optimizer, MiniBatchOptimizer) and not supports_subsets(objective):
+        raise InputError(
+            f"mini-batch optimizers run their batches through pyPESTO's AMICI objective "
+            f"(PEtab v1, bare SBML and hybrid problems); {type(objective).__name__} has none: "
+            f"use optimizer {' or '.join(OPTIMIZERS)}")
+
+
+def fit(objective: Objective, settings: FitSettings | None = None,
         output: str | Path | None = None, overwrite: bool = False, progress: bool = True,
         on_checkpoint: Callable[[pypesto.Result], None] | None = None) -> pypesto.Result:
     """Multi-start fit of a problem; resumes an interrupted run stored at `output`.
 
     Args:
-        objective: The problem's objective (`sbmlhybrid.objective.create_objective`).
+        objective: The problem's objective (`sbmlhybrid.create_objective`; any object of
+            the objective protocol).
         settings: Fit settings (default `FitSettings()`).
         output: HDF5 result file (pyPESTO store format plus start points). If it holds a
             compatible earlier run, only its missing starts are run.
@@ -213,6 +229,7 @@ def fit(objective: ModelObjective, settings: FitSettings | None = None,
         The pyPESTO result, starts sorted by objective value (priors included).
     """
     settings = settings or FitSettings()
+    _check_optimizer(objective, settings.optimizer)
     problem = objective.pypesto_problem
     x0 = start_points(objective, settings.n_starts, settings.seed)
     meta = {"problem": objective.problem.name, "x_free_ids": ",".join(objective.x_free_ids),

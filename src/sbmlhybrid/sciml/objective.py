@@ -8,13 +8,17 @@ vector (mechanistic values, unrolled weights, network outputs), let the `ModelOb
 compute the negative log-likelihood and its AMICI gradient, and pull the gradient back:
 unrolled weights map one-to-one, network outputs through torch autograd (hand-written
 chain rule; AMICI has no vector-Jacobian API).
+
+`SciMLObjective` implements the objective protocol (`sbmlhybrid.objective.Objective`):
+``x_free_ids``, ``x_nominal_free``, ``evaluate(x, conditions=experiment ids)``, ``simulate``
+and a ``pypesto_problem`` (`sbmlhybrid.sciml.fitting`) with the priors of the parameter table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,31 +26,31 @@ import petab.v1 as petab
 import torch
 from torch.func import functional_call
 
-from sbmlhybrid.errors import InputError
+from sbmlhybrid.errors import InputError, Issue
 from sbmlhybrid.hybrid.network import weight_ids
+from sbmlhybrid.hybrid.objective import objective_of
 from sbmlhybrid.hybrid.torch_ode import unscale
-from sbmlhybrid.objective import create_objective
-from sbmlhybrid.problem.v2 import simulation_table_to_v2
+from sbmlhybrid.objective import Evaluation
+from sbmlhybrid.problem.v2 import DEFAULT_CONDITION, simulation_table_to_v2
+from sbmlhybrid.sciml.fitting import prior_term, sciml_pypesto_problem
+from sbmlhybrid.sciml.sciml_problem import SciMLProblem
 
-if TYPE_CHECKING:
-    from sbmlhybrid.sciml.importer import SciMLProblem
+__all__ = ["SciMLEvaluation", "SciMLObjective", "unrolled_weight_keys"]
 
 
 @dataclass
-class SciMLEvaluation:
-    """One evaluation.
+class SciMLEvaluation(Evaluation):
+    """One evaluation (an `Evaluation` with the gradient also in the problem's layout).
 
     Attributes:
-        fval: Negative log-likelihood.
-        grad: Gradient w.r.t. the free vector (`SciMLObjective.x_ids`), or None.
+        fval: Negative log-likelihood (priors excluded).
+        grad: Gradient w.r.t. the free vector (`SciMLObjective.x_free_ids`), or None.
         mech_grad: Parameter id -> d fval / d value (PEtab scale) for every mechanistic
             parameter, estimated or not.
         net_grad: Network id -> {"layer.array": gradient array (PyTorch layout, every entry,
             frozen ones included)}.
     """
 
-    fval: float
-    grad: np.ndarray | None
     mech_grad: dict[str, float] = field(default_factory=dict)
     net_grad: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -65,13 +69,24 @@ class SciMLObjective:
     """Negative log-likelihood of a `SciMLProblem` over mechanistic + network parameters.
 
     Args:
-        problem: From `load_sciml_problem`.
+        problem: From `sbmlhybrid.load_problem` on a PEtab SciML YAML.
         sensitivity_method: "forward", "adjoint" or None (the problem's setting).
+        compiled: The compiled model of ``problem.problem`` (compiled or taken from the
+            cache if omitted).
+
+    Attributes:
+        problem: The SciML problem.
+        model: The compiled v1 problem's `ModelObjective`.
+        conditions: Experiment id of each condition the model simulates ("" for
+            measurements without an experiment); `evaluate(conditions=...)` takes these
+            ids or indices.
+        pypesto_problem: pyPESTO problem over the free vector (likelihood and priors).
     """
 
-    def __init__(self, problem: SciMLProblem, sensitivity_method: str | None = None):
-        self.sp = problem
-        self.model = create_objective(problem.problem, sensitivity_method=sensitivity_method)
+    def __init__(self, problem: SciMLProblem, sensitivity_method: str | None = None,
+                 compiled: Any = None):
+        self.problem = problem
+        self.model = objective_of(problem.problem, compiled, sensitivity_method)
         mech = problem.mech
         self.scales = {p: str(mech.loc[p, petab.PARAMETER_SCALE]) for p in mech.index}
         self.mech_nominal = {p: float(petab.scale(float(mech.loc[p, petab.NOMINAL_VALUE]),
@@ -94,18 +109,69 @@ class SciMLObjective:
                    and p not in self.weight_map and p not in self.out_map]
         if unknown:
             raise InputError(f"compiled problem has parameters without a source: {unknown}")
+        experiment_of = {(pre or "", sim): e for e, (pre, sim) in problem.experiments.items()}
+        experiment_of[("", DEFAULT_CONDITION)] = ""
+        self.conditions = [experiment_of.get(c, c[1]) for c in self.model.conditions]
+        self.prior = prior_term(self)
+        self.pypesto_problem = sciml_pypesto_problem(self)
 
+    # ---- the free vector ------------------------------------------------------------------
     @property
-    def x_ids(self) -> list[str]:
+    def x_free_ids(self) -> list[str]:
         """Free vector ids: mechanistic ids, then ``net.layer.array[i,j]``."""
         return self.mech_ids + [f"{n}.{k}[{','.join(map(str, i))}]" for n, k, i in self.net_ids]
 
     @property
-    def x_nominal(self) -> np.ndarray:
+    def x_nominal_free(self) -> np.ndarray:
         """Nominal free vector, shape (n_free,)."""
         return np.array([self.mech_nominal[p] for p in self.mech_ids]
                         + [self.net_nominal[n][k][i] for n, k, i in self.net_ids], dtype=float)
 
+    @property
+    def x_scales(self) -> list[str]:
+        """Scale of each free parameter (network entries: "lin")."""
+        return [self.scales[p] for p in self.mech_ids] + ["lin"] * len(self.net_ids)
+
+    @property
+    def compiled(self) -> Any:
+        """The compiled model (`sbmlhybrid.build.CompiledModel`)."""
+        return self.model.compiled
+
+    @property
+    def n_threads(self) -> int:
+        """AMICI threads simulating the conditions of an evaluation."""
+        return self.model.n_threads
+
+    @n_threads.setter
+    def n_threads(self, value: int) -> None:
+        self.model.n_threads = value
+
+    def _x(self, x: Sequence[float] | None) -> np.ndarray:
+        xa = self.x_nominal_free if x is None else np.asarray(x, dtype=float)
+        if xa.shape != (len(self.x_free_ids),):
+            raise InputError(f"parameter vector has shape {xa.shape}, expected "
+                             f"({len(self.x_free_ids)},)")
+        return xa
+
+    def condition_indices(self, conditions: Sequence[int | str] | None) -> list[int] | None:
+        """Model condition indices for experiment ids or indices (None: all)."""
+        if conditions is None:
+            return None
+        out = []
+        for c in conditions:
+            if isinstance(c, int | np.integer):
+                if not 0 <= int(c) < len(self.conditions):
+                    raise InputError(f"experiment index {c} out of range "
+                                     f"0..{len(self.conditions) - 1}")
+                out.append(int(c))
+            elif c in self.conditions:
+                out.append(self.conditions.index(c))
+            else:
+                raise InputError(Issue(f"unknown experiment {c!r}; known: {self.conditions}",
+                                       entity=str(c)))
+        return out
+
+    # ---- torch side -----------------------------------------------------------------------
     def _leaves(self, x: np.ndarray, grad: bool
                 ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
         mech = dict(self.mech_nominal)
@@ -123,8 +189,8 @@ class SciMLObjective:
                      params: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """v1 parameter id -> network output value (0-d tensor)."""
         out: dict[str, torch.Tensor] = {}
-        for pre in self.sp.pre:
-            net = self.sp.networks[pre.nn_id]
+        for pre in self.problem.pre:
+            net = self.problem.networks[pre.nn_id]
             for eid, outs in pre.out_params.items():
                 args = []
                 for arg in pre.inputs[eid]:
@@ -156,23 +222,34 @@ class SciMLObjective:
 
     def v1_parameters(self, x: Sequence[float] | None = None) -> np.ndarray:
         """The compiled problem's free vector (`ModelObjective.x_free_ids`) for `x`."""
-        xa = self.x_nominal if x is None else np.asarray(x, dtype=float)
+        xa = self._x(x)
         with torch.no_grad():
             leaves, params = self._leaves(xa, False)
             return self._v1_vector(leaves, params, self._pre_outputs(leaves, params))
 
-    def evaluate(self, x: Sequence[float] | None = None, gradient: bool = True
-                 ) -> SciMLEvaluation:
-        """Negative log-likelihood (and gradient) at `x` (default: nominal), shape (n_free,)."""
-        xa = self.x_nominal if x is None else np.asarray(x, dtype=float)
-        if xa.shape != (len(self.x_ids),):
-            raise InputError(f"parameter vector has shape {xa.shape}, expected "
-                             f"({len(self.x_ids)},)")
+    # ---- evaluation -----------------------------------------------------------------------
+    def evaluate(self, x_free: Sequence[float] | None = None,
+                 conditions: Sequence[int | str] | None = None, gradient: bool = True,
+                 raise_on_failure: bool = True) -> SciMLEvaluation:
+        """Negative log-likelihood (and gradient) at `x_free` (default: nominal), over all
+        experiments or a subset (experiment ids or indices into `conditions`; exact: the
+        values and gradients of single experiments sum to the full ones)."""
+        xa = self._x(x_free)
+        idx = self.condition_indices(conditions)
         leaves, params = self._leaves(xa, gradient)
         outputs = self._pre_outputs(leaves, params)
-        ev = self.model.evaluate(self._v1_vector(leaves, params, outputs), gradient=gradient)
+        ev = self.model.evaluate(self._v1_vector(leaves, params, outputs), idx,
+                                 gradient=gradient, raise_on_failure=raise_on_failure)
         if not gradient:
             return SciMLEvaluation(ev.fval, None)
+        if not np.isfinite(ev.fval):
+            return SciMLEvaluation(ev.fval, np.full(len(xa), np.nan))
+        return self._pull_back(ev, leaves, params, outputs)
+
+    def _pull_back(self, ev: Evaluation, leaves: dict[str, torch.Tensor],
+                   params: dict[str, dict[str, torch.Tensor]],
+                   outputs: dict[str, torch.Tensor]) -> SciMLEvaluation:
+        """The compiled problem's gradient in the free vector's and the problem's layout."""
         g1 = dict(zip(self.model.x_free_ids, ev.grad))  # type: ignore[arg-type]
         net_grad = {n: {k: np.zeros_like(v) for k, v in d.items()}
                     for n, d in self.net_nominal.items()}
@@ -191,27 +268,24 @@ class SciMLObjective:
                         net_grad[n][k] += t.grad.numpy()
         grad = np.array([mech_grad[p] for p in self.mech_ids]
                         + [net_grad[n][k][i] for n, k, i in self.net_ids], dtype=float)
-        return SciMLEvaluation(ev.fval, grad, mech_grad, net_grad)
+        return SciMLEvaluation(ev.fval, grad, mech_grad=mech_grad, net_grad=net_grad)
 
-    def __call__(self, x: Sequence[float]) -> tuple[float, np.ndarray]:
-        """(fval, grad) at `x`."""
-        ev = self.evaluate(x)
+    def __call__(self, x_free: Sequence[float]) -> tuple[float, np.ndarray]:
+        """(fval, grad) at `x_free`."""
+        ev = self.evaluate(x_free)
         return ev.fval, ev.grad  # type: ignore[return-value]
 
-    def llh(self, x: Sequence[float] | None = None) -> float:
-        """Log-likelihood at `x` (default: nominal)."""
-        return -self.evaluate(x, gradient=False).fval
+    def llh(self, x_free: Sequence[float] | None = None) -> float:
+        """Log-likelihood (priors excluded) at `x_free` (default: nominal)."""
+        return -self.evaluate(x_free, gradient=False).fval
 
-    def simulate(self, x: Sequence[float] | None = None) -> pd.DataFrame:
+    def log_prior(self, x_free: Sequence[float] | None = None) -> float:
+        """Log-prior density at `x_free` (0 for a problem without priors)."""
+        return 0.0 if self.prior is None else -float(self.prior(self._x(x_free)))
+
+    def simulate(self, x_free: Sequence[float] | None = None,
+                 conditions: Sequence[int | str] | None = None) -> pd.DataFrame:
         """Simulation table with ``experimentId`` (PEtab v2 / SciML layout)."""
-        table = self.model.simulate(self.v1_parameters(x))
-        return simulation_table_to_v2(table, self.sp.experiments)
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) of the free vector on PEtab scale (networks: unbounded)."""
-        mech = self.sp.mech
-        lb = [petab.scale(float(mech.loc[p, petab.LOWER_BOUND]), self.scales[p])
-              for p in self.mech_ids] + [-np.inf] * len(self.net_ids)
-        ub = [petab.scale(float(mech.loc[p, petab.UPPER_BOUND]), self.scales[p])
-              for p in self.mech_ids] + [np.inf] * len(self.net_ids)
-        return np.asarray(lb, dtype=float), np.asarray(ub, dtype=float)
+        idx = self.condition_indices(conditions)
+        table = self.model.simulate(self.v1_parameters(x_free), idx)
+        return simulation_table_to_v2(table, self.problem.experiments)

@@ -11,7 +11,10 @@ values under ``parameters/<netId>``; parameter-table rows mapped (mapping table)
 ``net.parameters``, ``net.parameters[layer]``, ``net.parameters[layer].array`` or
 ``...array[i, j]`` override them with a numeric ``nominalValue`` (``array``/empty = keep
 the array-file values), more specific rows taking precedence; ``estimate = 0`` freezes
-the targeted values.
+the targeted values; finite ``lowerBound`` / ``upperBound`` bound them (default unbounded).
+
+Every function here takes the parsed problem YAML as ``config``, so that one import
+(`sbmlhybrid.sciml.importer`) reads it once.
 
 Hand-written: all of the above. Reused: PyYAML, h5py (via `sbmlhybrid.sciml.hdf5`).
 """
@@ -58,13 +61,18 @@ class InitializedNetwork:
         net: The module; parameters whose every value is frozen have
             ``requires_grad = False``.
         estimate: ``{"layer.array": bool mask}`` (parameter shape), True = estimated.
+        lower, upper: ``{"layer.array": bounds}`` (parameter shape; -inf/inf if not given).
     """
 
     net: SciMLNet
     estimate: dict[str, np.ndarray] = field(default_factory=dict)
+    lower: dict[str, np.ndarray] = field(default_factory=dict)
+    upper: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
+def read_problem_yaml(path: str | Path) -> dict[str, Any]:
+    """The problem YAML as a mapping; InputError naming the file if it cannot be read."""
+    path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
@@ -74,24 +82,44 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return doc
 
 
-def sciml_section(problem_yaml: str | Path) -> dict[str, Any]:
+def _config(path: Path, config: dict[str, Any] | None) -> dict[str, Any]:
+    return read_problem_yaml(path) if config is None else config
+
+
+def find_sciml_section(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The SciML extension section (``extensions: petab_sciml`` or ``sciml``) of a parsed
+    problem YAML, or None (a problem without networks)."""
+    ext = config.get("extensions") if isinstance(config, dict) else None
+    for key in ("petab_sciml", "sciml"):
+        if isinstance(ext, dict) and isinstance(ext.get(key), dict):
+            return ext[key]
+    return None
+
+
+def sciml_section(problem_yaml: str | Path, config: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
     """The SciML extension section (either spelling) of a problem YAML.
+
+    Args:
+        problem_yaml: The YAML (for paths and messages).
+        config: Its parsed content (read from `problem_yaml` if omitted).
 
     Raises:
         InputError: no ``extensions.petab_sciml`` / ``extensions.sciml`` section.
     """
     path = Path(problem_yaml)
-    ext = (_load_yaml(path).get("extensions") or {})
-    for key in ("petab_sciml", "sciml"):
-        if isinstance(ext.get(key), dict):
-            return ext[key]
-    raise InputError(Issue("no 'extensions: petab_sciml' (or 'sciml') section", file=str(path)))
+    section = find_sciml_section(_config(path, config))
+    if section is None:
+        raise InputError(Issue("no 'extensions: petab_sciml' (or 'sciml') section",
+                               file=str(path)))
+    return section
 
 
-def find_networks(problem_yaml: str | Path) -> dict[str, NetworkRef]:
+def find_networks(problem_yaml: str | Path, config: dict[str, Any] | None = None
+                  ) -> dict[str, NetworkRef]:
     """Networks declared in a problem YAML, ``{nn_id: NetworkRef}`` (paths resolved)."""
     path = Path(problem_yaml)
-    sec = sciml_section(path)
+    sec = sciml_section(path, config)
     nets = sec.get("neural_networks", sec.get("neural_nets"))
     if not isinstance(nets, dict) or not nets:
         raise InputError(Issue("SciML section lists no 'neural_networks' / 'neural_nets'",
@@ -112,21 +140,21 @@ def find_networks(problem_yaml: str | Path) -> dict[str, NetworkRef]:
     return out
 
 
-def array_files(problem_yaml: str | Path) -> list[Path]:
+def array_files(problem_yaml: str | Path, config: dict[str, Any] | None = None) -> list[Path]:
     """Array (HDF5) files of the SciML section, paths resolved."""
     path = Path(problem_yaml)
-    return [path.parent / str(f) for f in sciml_section(path).get("array_files") or []]
+    return [path.parent / str(f) for f in sciml_section(path, config).get("array_files") or []]
 
 
-def build_problem_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.float64
-                           ) -> dict[str, SciMLNet]:
+def build_problem_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.float64,
+                           config: dict[str, Any] | None = None) -> dict[str, SciMLNet]:
     """Build every network of a problem (YAML format only), default-initialised.
 
     Raises:
         NotSupportedError: a network in another format (equinox, lux.jl, pytorch).
     """
     out: dict[str, SciMLNet] = {}
-    for nn_id, ref in find_networks(problem_yaml).items():
+    for nn_id, ref in find_networks(problem_yaml, config).items():
         if ref.format != "yaml":
             raise NotSupportedError(Issue(f"network '{nn_id}' has format '{ref.format}'; only "
                                           "the PEtab SciML YAML format is supported",
@@ -141,8 +169,12 @@ def _read_tsv(path: Path) -> list[dict[str, str]]:
                 for row in csv.DictReader(fh, delimiter="\t")]
 
 
-def _table_files(problem_yaml: Path, key: str) -> list[Path]:
-    doc = _load_yaml(problem_yaml)
+def table_files(problem_yaml: str | Path, key: str, config: dict[str, Any] | None = None
+                ) -> list[Path]:
+    """Files listed under `key` (e.g. ``parameter_files``), v2 layout or v1 nesting, paths
+    resolved against the YAML's folder."""
+    problem_yaml = Path(problem_yaml)
+    doc = _config(problem_yaml, config)
     files = doc.get(key) or []
     if not files and isinstance(doc.get("problems"), list):  # PEtab v1-style nesting
         files = [f for p in doc["problems"] for f in p.get(key) or []]
@@ -153,9 +185,14 @@ def _specificity(m: re.Match[str]) -> int:
     return sum(m.group(g) is not None for g in ("layer", "array", "index"))
 
 
-def initialize_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.float64
-                        ) -> dict[str, InitializedNetwork]:
+def initialize_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.float64,
+                        config: dict[str, Any] | None = None) -> dict[str, InitializedNetwork]:
     """Build the problem's networks and set their nominal parameters.
+
+    Args:
+        problem_yaml: The problem YAML.
+        dtype: Parameter dtype of the modules.
+        config: The YAML's parsed content (read from `problem_yaml` if omitted).
 
     Returns:
         ``{nn_id: InitializedNetwork}``.
@@ -165,10 +202,11 @@ def initialize_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.flo
             numeric nominal value), bad references, or bad ``estimate`` entries.
     """
     path = Path(problem_yaml)
-    nets = build_problem_networks(path, dtype)
+    config = _config(path, config)
+    nets = build_problem_networks(path, dtype, config)
     values: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     have: dict[str, set[str]] = {k: set() for k in nets}
-    for af in array_files(path):
+    for af in array_files(path, config):
         for nn_id, layers in read_parameters(af).items():
             if nn_id in nets:
                 values.setdefault(nn_id, {}).update(layers)
@@ -176,24 +214,27 @@ def initialize_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.flo
     for nn_id, layers in values.items():
         load_parameters(nets[nn_id], layers, strict=False, source=str(path))
     mapping = {}
-    for mf in _table_files(path, "mapping_files"):
+    for mf in table_files(path, "mapping_files", config):
         mapping |= {r["petabEntityId"]: r["modelEntityId"] for r in _read_tsv(mf)}
-    rows: list[tuple[int, re.Match[str], dict[str, str]]] = []
-    for pf in _table_files(path, "parameter_files"):
-        for row in _read_tsv(pf):
+    rows: list[tuple[int, re.Match[str], dict[str, str], Path, int]] = []
+    for pf in table_files(path, "parameter_files", config):
+        for k, row in enumerate(_read_tsv(pf)):
             m = _PARAM_REF.match(mapping.get(row.get("parameterId", ""), ""))
             if m and m.group("net") in nets:
-                rows.append((_specificity(m), m, row))
+                rows.append((_specificity(m), m, row, pf, k + 1))
     rows.sort(key=lambda t: t[0])  # general first; specific rows overwrite
     estimate = {nn_id: {k: np.ones(tuple(p.shape), dtype=bool)
                         for k, p in net.named_parameters()} for nn_id, net in nets.items()}
+    bounds = {nn_id: tuple({k: np.full(tuple(p.shape), v) for k, p in net.named_parameters()}
+                           for v in (-np.inf, np.inf)) for nn_id, net in nets.items()}
     issues: list[Issue] = []
-    for _, m, row in rows:
+    for _, m, row, pf, row_number in rows:
         nn_id = m.group("net")
         try:
-            _apply_row(nets[nn_id], m, row, estimate[nn_id], have[nn_id])
-        except InputError as err:
-            issues += err.issues
+            _apply_row(nets[nn_id], m, row, (estimate[nn_id], *bounds[nn_id]), have[nn_id])
+        except InputError as err:  # name the parameter table's file and row
+            issues += [Issue(i.message, str(pf), row_number, i.column, i.entity)
+                       for i in err.issues]
     for nn_id, net in nets.items():
         missing = [k for k, _ in net.named_parameters() if k not in have[nn_id]]
         if missing:
@@ -203,12 +244,25 @@ def initialize_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.flo
             p.requires_grad_(bool(estimate[nn_id][key].any()))
     if issues:
         raise InputError(issues, header="Cannot initialise network parameters")
-    return {k: InitializedNetwork(nets[k], estimate[k]) for k in nets}
+    return {k: InitializedNetwork(nets[k], estimate[k], *bounds[k]) for k in nets}
+
+
+def _bound(row: Mapping[str, str], column: str, pid: str) -> float | None:
+    text = row.get(column, "")
+    try:
+        return None if text == "" else float(text)
+    except ValueError as err:
+        raise InputError(Issue(f"parameter '{pid}': {column} {text!r} is not a number",
+                               column=column, entity=pid)) from err
 
 
 def _apply_row(net: SciMLNet, m: re.Match[str], row: Mapping[str, str],
-               estimate: dict[str, np.ndarray], have: set[str]) -> None:
+               masks: tuple[dict[str, np.ndarray], ...], have: set[str]) -> None:
+    """One parameter-table row onto the entries it maps to: nominal value, estimate flag
+    and bounds (`masks`: estimate, lower, upper arrays per ``layer.array``)."""
+    estimate, lower, upper = masks
     pid = row.get("parameterId", "")
+    lo, hi = _bound(row, "lowerBound", pid), _bound(row, "upperBound", pid)
     params = dict(net.named_parameters())
     keys = [k for k in params
             if (m.group("layer") is None or k.split(".")[0] == m.group("layer"))
@@ -230,6 +284,10 @@ def _apply_row(net: SciMLNet, m: re.Match[str], row: Mapping[str, str],
             sel = index if index is not None else ...
             try:
                 estimate[key][sel] = flag
+                if lo is not None:
+                    lower[key][sel] = lo
+                if hi is not None:
+                    upper[key][sel] = hi
                 if nominal not in ("", "array"):
                     value = float(nominal)
                     if math.isnan(value):
