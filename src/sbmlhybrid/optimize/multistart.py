@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from sbmlhybrid.errors import InputError, Issue, SimulationError
 from sbmlhybrid.objective import Objective, supports_subsets
 from sbmlhybrid.optimize.counted import CountedOptimizer
+from sbmlhybrid.optimize.fullbatch import make_optimizer
 from sbmlhybrid.optimize.minibatch import MiniBatchOptimizer
 
 logger = logging.getLogger(__name__)
@@ -74,15 +75,6 @@ class FitSettings:
             raise InputError(f"unknown engine {self.engine!r}; choose from {ENGINES}")
         if self.n_starts < 1:
             raise InputError("n_starts must be >= 1")
-
-
-def make_optimizer(name: str | optimize.Optimizer, max_iter: int) -> optimize.Optimizer:
-    """pyPESTO optimizer for a name ("fides", "lbfgsb") or pass an instance through."""
-    if isinstance(name, optimize.Optimizer):
-        return name
-    if name == "fides":
-        return optimize.FidesOptimizer(verbose=logging.WARNING, options={"maxiter": max_iter})
-    return optimize.ScipyOptimizer(method="L-BFGS-B", options={"maxiter": max_iter})
 
 
 def make_engine(name: str, workers: int | None) -> pypesto.engine.Engine:

@@ -165,7 +165,7 @@ def load_problem(
         if any(k in extensions for k in ("sciml", "petab_sciml")):
             raise InputError(Issue(
                 "a PEtab SciML problem (neural networks in the extensions section): load it "
-                "with sbmlhybrid.sciml.importer.load_sciml_problem", str(path)))
+                "with sbmlhybrid.load_problem (the front door for every kind)", str(path)))
 
         return load_v2(path, config, solver)
     if not isinstance(config, dict) or "problems" not in config:
