@@ -96,7 +96,9 @@ def plot(blocks: dict[str, dict[str, Any]], forward_cost: float) -> list[Path]:
         fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
         for ax, key in zip(axes[0], keys):
             f_star = blocks[key]["f_star"]
-            for i, (m, rs) in enumerate(sorted(load_records(key).items())):
+            complete = {m: rs for m, rs in load_records(key).items()
+                        if m in blocks[key]["methods"]}  # the methods the JSON reports
+            for i, (m, rs) in enumerate(sorted(complete.items())):
                 color = f"C{i % 10}"
                 for j, r in enumerate(rs):
                     w = np.asarray(r["curve_work_sensitivity"]) + forward_cost * np.asarray(
