@@ -24,11 +24,13 @@ from amici.sim._parameter_mapping import ParameterMapping
 
 from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.build import CompiledModel, compile_problem
-from sbmlhybrid.errors import InputError, Issue, SimulationError
+from sbmlhybrid.errors import InputError, SimulationError
 from sbmlhybrid.objective._common import (
     ADJOINT_ABOVE_N_PARAMETERS,
     DEFAULT_THREADS,
     Evaluation,
+    free_vector,
+    lookup_indices,
 )
 from sbmlhybrid.objective.work import WorkCounter, install_work_counter
 from sbmlhybrid.problem import Problem
@@ -133,31 +135,13 @@ class ModelObjective:
 
     def full_x(self, x_free: Sequence[float] | None) -> np.ndarray:
         """Free parameter vector (PEtab scale) -> full vector incl. fixed parameters."""
-        if x_free is None:
-            x_free = self.x_nominal_free
-        x_free = np.asarray(x_free, dtype=float)
-        if x_free.shape != (len(self.x_free_ids),):
-            raise InputError(f"parameter vector has shape {x_free.shape}, expected "
-                             f"({len(self.x_free_ids)},) for {self.x_free_ids}")
-        return self.pypesto_problem.get_full_vector(x_free)
+        x = free_vector(x_free, self.x_nominal_free, self.x_free_ids)
+        return self.pypesto_problem.get_full_vector(x)
 
     # ---- conditions -----------------------------------------------------------------------
     def condition_indices(self, conditions: Sequence[int | str] | None) -> list[int]:
         """Indices into `conditions` for ids (simulation condition ids) or integer indices."""
-        if conditions is None:
-            return list(range(len(self.conditions)))
-        sim_ids = [c[1] for c in self.conditions]
-        out = []
-        for c in conditions:
-            if isinstance(c, int | np.integer):
-                if not 0 <= int(c) < len(self.conditions):
-                    raise InputError(f"condition index {c} out of range 0..{len(sim_ids) - 1}")
-                out.append(int(c))
-            elif c in sim_ids:
-                out.extend(i for i, s in enumerate(sim_ids) if s == c)
-            else:
-                raise InputError(Issue(f"unknown condition {c!r}; known: {sim_ids}", entity=c))
-        return out
+        return lookup_indices(conditions, [c[1] for c in self.conditions], "condition")
 
     # ---- evaluation -----------------------------------------------------------------------
     def evaluate(self, x_free: Sequence[float] | None = None,

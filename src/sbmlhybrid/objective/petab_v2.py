@@ -28,17 +28,20 @@ import pypesto
 from amici.importers.petab import rdatas_to_simulation_df, unflatten_simulation_df
 from amici.sim.sundials.petab import ExperimentManager, PetabSimulator
 from pypesto import C as pc
-from pypesto.objective import AggregatedObjective, ObjectiveBase
+from pypesto.objective import AggregatedObjective
 from pypesto.petab.util import PetabStartpoints
 
 from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.build import CompiledModel, compile_problem
 from sbmlhybrid.build.v2 import amici_importer
-from sbmlhybrid.errors import InputError, Issue, SimulationError
+from sbmlhybrid.errors import InputError, SimulationError
 from sbmlhybrid.objective._common import (
     ADJOINT_ABOVE_N_PARAMETERS,
     DEFAULT_THREADS,
     Evaluation,
+    FunctionGradientObjective,
+    free_vector,
+    lookup_indices,
 )
 from sbmlhybrid.objective.petab_v2_priors import prior_objective
 from sbmlhybrid.problem.v2 import ProblemV2
@@ -140,29 +143,12 @@ class PetabV2Objective:
 
     def full_x(self, x_free: Sequence[float] | None) -> np.ndarray:
         """Free parameter vector -> full vector (order `x_ids`) incl. fixed parameters."""
-        x_free = self.x_nominal_free if x_free is None else np.asarray(x_free, dtype=float)
-        if x_free.shape != (len(self.x_free_ids),):
-            raise InputError(f"parameter vector has shape {x_free.shape}, expected "
-                             f"({len(self.x_free_ids)},) for {self.x_free_ids}")
-        return self.pypesto_problem.get_full_vector(x_free)
+        x = free_vector(x_free, self.x_nominal_free, self.x_free_ids)
+        return self.pypesto_problem.get_full_vector(x)
 
     def condition_indices(self, conditions: Sequence[int | str] | None) -> list[int]:
         """Indices into `conditions` for experiment ids or integer indices (default: all)."""
-        if conditions is None:
-            return list(range(len(self.conditions)))
-        out = []
-        for c in conditions:
-            if isinstance(c, int | np.integer):
-                if not 0 <= int(c) < len(self.conditions):
-                    raise InputError(f"experiment index {c} out of range "
-                                     f"0..{len(self.conditions) - 1}")
-                out.append(int(c))
-            elif c in self.conditions:
-                out.append(self.conditions.index(c))
-            else:
-                raise InputError(Issue(f"unknown experiment {c!r}; known: {self.conditions}",
-                                       entity=str(c)))
-        return out
+        return lookup_indices(conditions, self.conditions, "experiment")
 
     # ---- evaluation -----------------------------------------------------------------------
     def evaluate(self, x_free: Sequence[float] | None = None,
@@ -259,7 +245,7 @@ class PetabV2Objective:
             startpoint_method=PetabStartpoints(petab_problem=pp), copy_objective=False)
 
 
-class PetabV2Likelihood(ObjectiveBase):
+class PetabV2Likelihood(FunctionGradientObjective):
     """pyPESTO objective: negative log-likelihood of all experiments, on the full vector.
 
     Function values and gradients only (optimizers build Hessian approximations).
@@ -275,12 +261,6 @@ class PetabV2Likelihood(ObjectiveBase):
                             x_fixed_vals: Sequence[float]) -> None:
         super().update_from_problem(dim_full, x_free_indices, x_fixed_indices, x_fixed_vals)
         self._pypesto_free = list(x_free_indices)
-
-    def check_mode(self, mode: str) -> bool:
-        return mode == pc.MODE_FUN
-
-    def check_sensi_orders(self, sensi_orders: Sequence[int], mode: str) -> bool:
-        return mode == pc.MODE_FUN and all(o in (0, 1) for o in sensi_orders)
 
     def call_unprocessed(self, x: np.ndarray, sensi_orders: tuple[int, ...], mode: str,
                          return_dict: bool, **kwargs: Any) -> dict[str, Any]:

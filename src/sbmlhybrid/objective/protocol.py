@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 import pypesto
 from pypesto import C as pc
-from pypesto.objective import ObjectiveBase
 
-from sbmlhybrid.objective.model_objective import Evaluation
+from sbmlhybrid.objective._common import Evaluation, FunctionGradientObjective
 
 __all__ = ["EvaluateObjective", "Objective", "supports_subsets"]
 
@@ -70,7 +69,7 @@ def supports_subsets(objective: object) -> bool:
     return hasattr(objective, "amici_objective")
 
 
-class EvaluateObjective(ObjectiveBase):
+class EvaluateObjective(FunctionGradientObjective):
     """pyPESTO objective over an `Objective`'s ``evaluate`` on its free vector.
 
     A failed integration gives fval = inf (and a NaN gradient), so optimizers step back.
@@ -79,12 +78,6 @@ class EvaluateObjective(ObjectiveBase):
     def __init__(self, owner: Any):
         super().__init__(x_names=list(owner.x_free_ids))
         self.owner = owner
-
-    def check_mode(self, mode: str) -> bool:
-        return mode == pc.MODE_FUN
-
-    def check_sensi_orders(self, sensi_orders: Sequence[int], mode: str) -> bool:
-        return mode == pc.MODE_FUN and all(o in (0, 1) for o in sensi_orders)
 
     def call_unprocessed(self, x: np.ndarray, sensi_orders: tuple[int, ...], mode: str,
                          return_dict: bool, **kwargs: Any) -> dict[str, Any]:

@@ -26,11 +26,11 @@ import petab.v1 as petab
 import torch
 from torch.func import functional_call
 
-from sbmlhybrid.errors import InputError, Issue
+from sbmlhybrid.errors import InputError
 from sbmlhybrid.hybrid.network import weight_ids
 from sbmlhybrid.hybrid.objective import objective_of
 from sbmlhybrid.hybrid.torch_ode import unscale
-from sbmlhybrid.objective import Evaluation
+from sbmlhybrid.objective import Evaluation, free_vector, lookup_indices
 from sbmlhybrid.problem.v2 import DEFAULT_CONDITION, simulation_table_to_v2
 from sbmlhybrid.sciml.fitting import prior_term, sciml_pypesto_problem
 from sbmlhybrid.sciml.sciml_problem import SciMLProblem
@@ -147,29 +147,13 @@ class SciMLObjective:
         self.model.n_threads = value
 
     def _x(self, x: Sequence[float] | None) -> np.ndarray:
-        xa = self.x_nominal_free if x is None else np.asarray(x, dtype=float)
-        if xa.shape != (len(self.x_free_ids),):
-            raise InputError(f"parameter vector has shape {xa.shape}, expected "
-                             f"({len(self.x_free_ids)},)")
-        return xa
+        return free_vector(x, self.x_nominal_free, self.x_free_ids)
 
     def condition_indices(self, conditions: Sequence[int | str] | None) -> list[int] | None:
         """Model condition indices for experiment ids or indices (None: all)."""
         if conditions is None:
             return None
-        out = []
-        for c in conditions:
-            if isinstance(c, int | np.integer):
-                if not 0 <= int(c) < len(self.conditions):
-                    raise InputError(f"experiment index {c} out of range "
-                                     f"0..{len(self.conditions) - 1}")
-                out.append(int(c))
-            elif c in self.conditions:
-                out.append(self.conditions.index(c))
-            else:
-                raise InputError(Issue(f"unknown experiment {c!r}; known: {self.conditions}",
-                                       entity=str(c)))
-        return out
+        return lookup_indices(conditions, self.conditions, "experiment")
 
     # ---- torch side -----------------------------------------------------------------------
     def _leaves(self, x: np.ndarray, grad: bool
