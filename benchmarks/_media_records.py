@@ -9,16 +9,20 @@ a run with other settings refuses to mix them in (use another ``--records`` fold
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import git_commit, load1  # noqa: E402
@@ -179,3 +183,42 @@ def one_thread() -> None:
 def command_line() -> str:
     """The command line of this run (for the JSON)."""
     return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def common_arguments(ap: argparse.ArgumentParser, smoke_dir: Path) -> None:
+    """The options both media benchmarks take: smoke, workers, records, out, plan, report."""
+    ap.add_argument("--smoke", action="store_true",
+                    help=f"tiny configuration; records and JSON under {smoke_dir}")
+    ap.add_argument("--workers", type=int, default=1, help="parallel processes (1 thread each)")
+    ap.add_argument("--records", type=Path, help="records folder (default by --smoke)")
+    ap.add_argument("--out", type=Path, help="JSON path (default by --smoke)")
+    ap.add_argument("--plan-only", action="store_true", help="print the CPU budget and stop")
+    ap.add_argument("--report-only", action="store_true", help="only rebuild the JSON")
+
+
+def output_paths(args: argparse.Namespace, name: str, smoke_dir: Path,
+                 results: Path) -> tuple[Path, Path]:
+    """(records folder, JSON path) from ``--records`` / ``--out`` / ``--smoke``."""
+    root = args.records or (smoke_dir if args.smoke else results) / name
+    out = args.out or (smoke_dir / f"{name}_smoke.json" if args.smoke
+                       else results / f"{name}.json")
+    return root, out
+
+
+def complete_records(tasks: list[Task]) -> list[dict[str, Any]] | None:
+    """Every task's record, or None (and a message) when some are missing."""
+    missing = [t.label for t in tasks if not t.path.exists()]
+    if missing:
+        print(f"{len(missing)} records missing (e.g. {missing[:3]}); JSON not written",
+              flush=True)
+        return None
+    return [read_record(t.path) for t in tasks]
+
+
+def records_summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the JSON says about its records: commits, count, CPU seconds, load."""
+    loads = np.array([r["load1_start_end"] for r in recs], float)
+    return {"record_commits": dict(Counter(r["commit"] for r in recs)), "records": len(recs),
+            "cpu_seconds_records": float(sum(r["cpu_s"] for r in recs)),
+            "record_load1": {"min": float(loads.min()), "mean": float(loads.mean()),
+                             "max": float(loads.max())}}

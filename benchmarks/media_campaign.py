@@ -29,7 +29,6 @@ import logging
 import sys
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,12 @@ from _media_records import (  # noqa: E402
     Task,
     check_settings,
     command_line,
+    common_arguments,
+    complete_records,
     one_thread,
+    output_paths,
     print_plan,
-    read_record,
+    records_summary,
     run_tasks,
     settings_key,
     stamp,
@@ -177,24 +179,17 @@ def summarise(recs: list[dict[str, Any]], st: dict[str, Any]) -> dict[str, Any]:
 
 def report(root: Path, st: dict[str, Any], tasks: list[Task], out: Path, seeds: int) -> bool:
     """Write the JSON when every record exists; False otherwise."""
-    missing = [t.label for t in tasks if not t.path.exists()]
-    if missing:
-        print(f"{len(missing)} records missing (e.g. {missing[:3]}); JSON not written",
-              flush=True)
+    recs = complete_records(tasks)
+    if recs is None:
         return False
-    recs = [read_record(t.path) for t in tasks]
     ctx = _context(str(root))
-    loads = np.array([r["load1_start_end"] for r in recs], float)
     result = {
         **summarise(recs, st), "commit": git_commit(), "command": command_line(),
         "settings": st, "seeds": seeds, "methods": list(METHODS),
         "pool": {"formulations": int(len(ctx["y"])), "pool_max": float(ctx["y"].max()),
                  **{f"{k}_rows": int(len(ctx[k])) for k in TOP_FRACTIONS},
                  **{f"{k}_threshold": float(ctx["y"][ctx[k]].min()) for k in TOP_FRACTIONS}},
-        "record_commits": dict(Counter(r["commit"] for r in recs)), "records": len(recs),
-        "cpu_seconds_records": float(sum(r["cpu_s"] for r in recs)),
-        "record_load1": {"min": float(loads.min()), "mean": float(loads.mean()),
-                         "max": float(loads.max())},
+        **records_summary(recs),
     }
     write_json(str(out), result)
     return True
@@ -202,18 +197,11 @@ def report(root: Path, st: dict[str, Any], tasks: list[Task], out: Path, seeds: 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true",
-                    help=f"tiny configuration; records and JSON under {SMOKE_DIR}")
-    ap.add_argument("--workers", type=int, default=1, help="parallel processes (1 thread each)")
+    common_arguments(ap, SMOKE_DIR)
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--records", type=Path, help="records folder (default by --smoke)")
-    ap.add_argument("--out", type=Path, help="JSON path (default by --smoke)")
-    ap.add_argument("--plan-only", action="store_true", help="print the CPU budget and stop")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the JSON")
     args = ap.parse_args(argv)
     st = settings(args.smoke)
-    root = args.records or (SMOKE_DIR if args.smoke else RESULTS) / NAME
-    out = args.out or (SMOKE_DIR / f"{NAME}_smoke.json" if args.smoke else RESULTS / f"{NAME}.json")
+    root, out = output_paths(args, NAME, SMOKE_DIR, RESULTS)
     seeds = 2 if args.smoke else args.seeds
     check_settings(root, st)
     one_thread()

@@ -33,7 +33,6 @@ import logging
 import sys
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +52,13 @@ from _media_records import (  # noqa: E402
     Task,
     check_settings,
     command_line,
+    common_arguments,
+    complete_records,
     one_thread,
+    output_paths,
     print_plan,
     read_record,
+    records_summary,
     run_tasks,
     stamp,
 )
@@ -266,30 +269,23 @@ def report(root: Path, st: dict[str, Any], tasks: list[Task], extra: dict[str, A
     """Write the JSON from the records when every task's record exists; False otherwise."""
     from _media_summary import headline, summarise_real, summarise_synthetic
 
-    missing = [t.label for t in tasks if not t.path.exists()]
-    if missing:
-        print(f"{len(missing)} records missing (e.g. {missing[:3]}); JSON not written",
-              flush=True)
+    flat = complete_records(tasks)
+    if flat is None:
         return False
     recs: dict[str, list[dict[str, Any]]] = {}
-    for t in tasks:
-        recs.setdefault(t.group, []).append(read_record(t.path))
+    for t, r in zip(tasks, flat):
+        recs.setdefault(t.group, []).append(r)
     studies: dict[str, Any] = {}
     if "real" in recs:
         studies["real"] = summarise_real(recs["real"])
     for s in (s for s in recs if s.startswith("synthetic")):
         studies[s] = summarise_synthetic(recs[s])
-    flat = [r for rs in recs.values() for r in rs]
-    loads = np.array([r["load1_start_end"] for r in flat], float)
     result = {
         **headline(studies.get("real"), studies.get("synthetic_rho09"),
                    extra.get("synthetic_source_check")),
         "commit": git_commit(), "command": command_line(), "settings": st,
         "repeats": extra["repeats"], "n_targets": extra["ns"],
-        "record_commits": dict(Counter(r["commit"] for r in flat)),
-        "records": len(flat), "cpu_seconds_records": float(sum(r["cpu_s"] for r in flat)),
-        "record_load1": {"min": float(loads.min()), "mean": float(loads.mean()),
-                         "max": float(loads.max())},
+        **records_summary(flat),
         **{k: v for k, v in extra.items() if k not in ("repeats", "ns")},
         "studies": studies,
     }
@@ -299,23 +295,15 @@ def report(root: Path, st: dict[str, Any], tasks: list[Task], extra: dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true",
-                    help=f"tiny configuration; records and JSON under {SMOKE_DIR}")
-    ap.add_argument("--workers", type=int, default=1, help="parallel processes (1 thread each)")
+    common_arguments(ap, SMOKE_DIR)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--studies", default=",".join(STUDIES))
-    ap.add_argument("--records", type=Path, help="records folder (default by --smoke)")
-    ap.add_argument("--out", type=Path, help="JSON path (default by --smoke)")
-    ap.add_argument("--plan-only", action="store_true", help="print the CPU budget and stop")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the JSON")
     args = ap.parse_args(argv)
     studies = [s.strip() for s in args.studies.split(",") if s.strip()]
     if set(studies) - set(STUDIES):
         ap.error(f"unknown studies {sorted(set(studies) - set(STUDIES))}; choose from {STUDIES}")
     st = settings(args.smoke)
-    base = SMOKE_DIR if args.smoke else RESULTS
-    root = args.records or base / NAME
-    out = args.out or (SMOKE_DIR / f"{NAME}_smoke.json" if args.smoke else RESULTS / f"{NAME}.json")
+    root, out = output_paths(args, NAME, SMOKE_DIR, RESULTS)
     repeats = 2 if args.smoke else args.repeats
     ns = {s: ((10, 50) if s == "real" else (200,)) if args.smoke else
           (N_REAL if s == "real" else N_SYN) for s in studies}
