@@ -238,9 +238,8 @@ def starts_of(key: str, n: int, seed: int) -> tuple[np.ndarray, int]:
     from sbmlhybrid.optimize import multistart
 
     objective = objective_of(key)
-    x0 = multistart.start_points(objective, n, seed)
-    raw = multistart.start_points(objective, n, seed, resample=False)
-    draws = int(np.sum(np.any(raw != x0, axis=1)))  # starts that were resampled
+    x0, redraws = multistart.start_points_and_redraws(objective, n, seed)
+    draws = sum(1 for r in redraws if r)  # starts that were resampled
     _write(path, {"x0": x0.tolist(), "x_ids": objective.x_free_ids,
                   "n_resampled": draws, "seed": seed})
     return x0, draws

@@ -15,7 +15,12 @@ from pypesto.optimize import OptimizeOptions
 
 from sbmlhybrid.cli.main import main
 from sbmlhybrid.objective import create_objective
-from sbmlhybrid.optimize import MiniBatchOptimizer, make_optimizer, start_points
+from sbmlhybrid.optimize import (
+    MiniBatchOptimizer,
+    make_optimizer,
+    start_points,
+    start_points_and_redraws,
+)
 from sbmlhybrid.problem import load_problem
 from tests.conftest import REPO
 
@@ -113,6 +118,9 @@ def test_start_points_with_a_non_finite_objective_are_resampled(blowup) -> None:
                for x in fixed)
     np.testing.assert_array_equal(fixed[finite], raw[finite])  # finite starts kept
     np.testing.assert_array_equal(start_points(blowup, 12, seed=3), fixed)  # reproducible
+    again, redraws = start_points_and_redraws(blowup, 12, seed=3)
+    np.testing.assert_array_equal(again, fixed)
+    assert [r > 0 for r in redraws] == list(~finite)  # redrawn exactly where not finite
     assert np.all(fixed >= blowup.pypesto_problem.lb) and np.all(fixed <= blowup.pypesto_problem.ub)
 
 

@@ -21,9 +21,11 @@ from sbmlhybrid.optimize.multistart import (
     fit,
     make_optimizer,
     start_points,
+    start_points_and_redraws,
     summary_table,
 )
 
 __all__ = ["ENGINES", "FULLBATCH_OPTIMIZERS", "METHODS", "OPTIMIZERS", "SCHEDULES",
            "CountedOptimizer", "FitSettings", "MiniBatchOptimizer", "MiniBatchOptions", "fit",
-           "make_optimizer", "minibatch_optimizer", "start_points", "summary_table"]
+           "make_optimizer", "minibatch_optimizer", "start_points",
+           "start_points_and_redraws", "summary_table"]

@@ -124,8 +124,14 @@ def start_points(objective: Objective, n_starts: int, seed: int,
     Raises:
         SimulationError: if no finite start is found for some i.
     """
+    return start_points_and_redraws(objective, n_starts, seed, resample)[0]
+
+
+def start_points_and_redraws(objective: Objective, n_starts: int, seed: int,
+                             resample: bool = True) -> tuple[np.ndarray, list[int]]:
+    """`start_points` and, per start, how many times it was redrawn (0: the first draw)."""
     lb, ub = objective.pypesto_problem.lb, objective.pypesto_problem.ub
-    rows = []
+    rows, redraws = [], []
     for i in range(n_starts):
         for attempt in range(MAX_RESAMPLES + 1):
             key = [seed, i] if attempt == 0 else [seed, i, attempt]
@@ -139,7 +145,8 @@ def start_points(objective: Objective, n_starts: int, seed: int,
         if attempt:
             logger.info("start %d: resampled %d time(s) (objective not finite)", i, attempt)
         rows.append(x)
-    return np.asarray(rows, dtype=float).reshape(n_starts, len(lb))
+        redraws.append(attempt)
+    return np.asarray(rows, dtype=float).reshape(n_starts, len(lb)), redraws
 
 
 def _write_atomic(result: pypesto.Result, path: Path, meta: dict, x0: np.ndarray) -> None:
