@@ -133,6 +133,14 @@ def test_unsupported_layer_rejected_with_its_name():
         check_module(nn.Sequential(nn.Linear(1, 2), nn.GELU()))
     with pytest.raises(InputError, match="nn.Sequential"):
         check_module(nn.Linear(1, 1))
+    nan = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1))
+    with torch.no_grad():
+        nan[2].bias[0] = float("nan")
+        nan[0].weight[1, 0] = float("inf")
+    with pytest.raises(InputError, match=r"(?s)net: layer 0 \(Linear\): 1 non-finite weight "
+                       r"value\(s\), first at weight\[1, 0\] = inf.*layer 2 \(Linear\): 1 "
+                       r"non-finite bias"):
+        check_module(nan, name="net")
     with pytest.raises(InputError, match="2 input"):
         NetworkTerm("n", nn.Sequential(nn.Linear(3, 1)), ["S", "P"], ["v"])
     for act in (nn.Tanh(), nn.ReLU(), nn.Softplus(), nn.Sigmoid(), nn.ELU(),
@@ -244,3 +252,6 @@ def test_other_target_kinds_edit_the_sbml(toy_problem):
     with pytest.raises(InputError, match="not an SBML id"):
         hybridize(toy_problem, [NetworkTerm("u", copy.deepcopy(one), ["Q"], ["v"],
                                             input_scales={"Q": (0, 1)})])
+    with pytest.raises(InputError, match="u: target 'v_missing' is not in the model"):
+        hybridize(toy_problem, [NetworkTerm("u", copy.deepcopy(one), ["S"], ["v_missing"],
+                                            input_scales=scales)])

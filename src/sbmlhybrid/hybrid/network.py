@@ -19,6 +19,7 @@ architecture, never on weight values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -109,6 +110,7 @@ def check_module(module: nn.Module, n_inputs: int | None = None,
         if isinstance(layer, nn.Linear):
             layers.append(UnitLayer(idx, layer.in_features, layer.out_features,
                                     layer.bias is not None, []))
+            issues.extend(_non_finite(name, label, layer))
         elif type(layer) in ACTIVATIONS:
             if isinstance(layer, nn.GELU) and layer.approximate != "tanh":
                 issues.append(Issue(f"{name}: {label}: GELU(approximate='none') needs erf, "
@@ -142,6 +144,20 @@ def check_module(module: nn.Module, n_inputs: int | None = None,
     return layers
 
 
+def _non_finite(name: str, label: str, layer: nn.Linear) -> list[Issue]:
+    """Issues for NaN/inf weights or biases of a Linear layer (first bad entry named)."""
+    out = []
+    for kind, tensor in (("weight", layer.weight), ("bias", layer.bias)):
+        if tensor is None:
+            continue
+        bad = (~torch.isfinite(tensor.detach())).nonzero()
+        if len(bad):
+            where = tuple(int(i) for i in bad[0])
+            out.append(Issue(f"{name}: {label}: {len(bad)} non-finite {kind} value(s), first "
+                             f"at {kind}{list(where)} = {float(tensor[where])}", entity=name))
+    return out
+
+
 def weight_id(prefix: str, layer: int, row: int, col: int | None) -> str:
     """SBML/PEtab id of weight [row, col] (or bias[row] when col is None) of a layer."""
     return f"{prefix}__b{layer}_{row}" if col is None else f"{prefix}__W{layer}_{row}_{col}"
@@ -173,6 +189,10 @@ def load_module_weights(module: nn.Module, prefix: str, layers: list[UnitLayer],
     missing = [pid for pid, _k, _i in ids if pid not in values]
     if missing:
         raise InputError(f"{prefix}: no value for {len(missing)} weight(s), e.g. {missing[:3]}")
+    bad = [pid for pid, _k, _i in ids if not math.isfinite(float(values[pid]))]
+    if bad:
+        raise InputError(Issue(f"{prefix}: non-finite value for {len(bad)} weight(s), e.g. "
+                               f"{bad[0]} = {values[bad[0]]}", entity=bad[0]))
     sd = {k: v.clone() for k, v in module.state_dict().items()}
     for pid, key, idx in ids:
         sd[key][idx] = values[pid]

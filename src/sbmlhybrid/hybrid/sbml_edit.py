@@ -81,6 +81,10 @@ def replace_target(model: libsbml.Model, net: NetworkTerm, j: int, symbol: str,
             kind = "reaction"
         elif param is not None and param.getConstant():
             kind = "parameter"
+        elif model.getElementBySId(target) is None:
+            raise InputError(Issue(f"{net.name}: target {target!r} is not in the model (no "
+                                   "reaction, parameter, rule or species has this id)",
+                                   entity=target))
         else:
             raise InputError(Issue(f"{net.name}: cannot tell what {target!r} is; give kind= "
                                    "('rate' for a state's rate of change)", entity=target))
