@@ -144,7 +144,7 @@ def test_unsupported_layer_rejected_with_its_name():
     with pytest.raises(InputError, match="2 input"):
         NetworkTerm("n", nn.Sequential(nn.Linear(3, 1)), ["S", "P"], ["v"])
     for act in (nn.Tanh(), nn.ReLU(), nn.Softplus(), nn.Sigmoid(), nn.ELU(),
-                nn.GELU(approximate="tanh"), nn.Identity()):
+                nn.GELU(approximate="tanh"), nn.SiLU(), nn.Identity()):
         assert len(check_module(nn.Sequential(nn.Linear(1, 2), act, nn.Linear(2, 1)))) == 2
 
 

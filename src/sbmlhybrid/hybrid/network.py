@@ -37,6 +37,7 @@ ACTIVATIONS: dict[type[nn.Module], str] = {
     nn.Softplus: "",  # beta-dependent, see _activation_formula
     nn.ELU: "",  # alpha-dependent
     nn.GELU: "",  # only approximate='tanh' (SBML has no erf)
+    nn.SiLU: "{z} / (1 + exp(-({z})))",
     nn.Identity: "{z}",
 }
 

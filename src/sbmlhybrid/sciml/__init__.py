@@ -6,7 +6,9 @@
 - `problem`: locate a problem's networks (both YAML key spellings) and initialise their
   nominal parameters (and bounds) from array files and the parameter table.
 - `importer`: a whole problem YAML -> `SciMLProblem` (`sciml_problem`; reached through the
-  one front door, `sbmlhybrid.load_problem`).
+  one front door, `sbmlhybrid.load_problem`); `mapping` reads and checks the mapping table,
+  `inputs` what feeds a network input (numbers, math expressions, array files), `dynamic`
+  the `NetworkTerm` of a network evaluated during simulation.
 - `objective`: `SciMLObjective`, the objective protocol over mechanistic and network
   parameters (`sbmlhybrid.create_objective`); `fitting`: its pyPESTO problem (priors, start
   points).

@@ -1,12 +1,14 @@
 """The pyPESTO side of a PEtab SciML objective: problem, priors and start points.
 
-Reused: pyPESTO's `Problem`, `AggregatedObjective`, `NegLogParameterPriors` and its
-start-point base class (which honours ``x_guesses``); petab.v2's prior distributions
+Reused: pyPESTO's `Problem`, `AggregatedObjective`, `NegLogParameterPriors` and its start-
+point base class (which honours ``x_guesses``); petab.v2's prior distributions
 (`petab.v2.core.Parameter.prior_dist`, truncated to the bounds) with the log-density
-derivatives of `sbmlhybrid.objective.petab_v2_priors`. Hand-written: the mapping of the SciML
-parameter table onto the free vector, and start points for networks (PyTorch's default
-initialization of each layer, seeded from numpy's global generator like pyPESTO's own
-start-point methods, so `sbmlhybrid.optimize.fit` seeds them per start).
+derivatives of `sbmlhybrid.objective.petab_v2_priors`. Hand-written: the mapping of the
+SciML parameter table onto the free vector (network priors: the most specific row's prior
+for every entry it maps to, `sbmlhybrid.sciml.problem.initialize_networks`), and start
+points for networks (PyTorch's default initialization of each layer, seeded from numpy's
+global generator like pyPESTO's own start-point methods, so `sbmlhybrid.optimize.fit` seeds
+them per start).
 
 Bounds: the parameter table's, on PEtab scale (network entries: the bounds of the most
 specific row that maps to them; the PEtab SciML suites leave networks unbounded, -inf/inf,
@@ -16,6 +18,7 @@ which pyPESTO's optimizers and samplers take, but its profiles do not).
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import numpy as np
@@ -27,7 +30,7 @@ from petab.v2.core import Parameter
 from pypesto.objective import AggregatedObjective, NegLogParameterPriors
 from pypesto.startpoint import CheckedStartpoints
 
-from sbmlhybrid.errors import Issue, NotSupportedError
+from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.objective import EvaluateObjective
 from sbmlhybrid.objective.petab_v2_priors import log_density
 
@@ -37,15 +40,47 @@ _PRIOR = "priorDistribution"
 _PRIOR_PARAMETERS = "priorParameters"
 
 
+def _prior_entry(index: int, pid: str, kind: str, parameters: Any, bounds: tuple[float, float],
+                 nominal: float) -> dict[str, Any]:
+    """One entry of `NegLogParameterPriors` (linear scale; truncated to `bounds`); `pid` is
+    made a PEtab id for petab's `Parameter` (network entries: ``net.layer.array[i,j]``)."""
+    dist = Parameter(**{"parameterId": re.sub(r"\W", "_", pid), "lowerBound": bounds[0],
+                        "upperBound": bounds[1], "nominalValue": nominal, "estimate": "true",
+                        _PRIOR: kind.strip(), _PRIOR_PARAMETERS: parameters}).prior_dist
+    fun, dx, ddx = log_density(dist)
+    return {"index": index, "density_fun": fun, "density_dx": dx, "density_ddx": ddx,
+            "type": type(dist).__name__, "parameters": repr(dist), "scale": "lin"}
+
+
+def _network_priors(objective: Any, offset: int) -> list[dict[str, Any]]:
+    """Priors of the free network entries (PEtab SciML: a row's prior applies to every value
+    it maps to; the most specific row decides), truncated to the entries' bounds."""
+    problem = objective.problem
+    priors = []
+    for k, (n, key, idx) in enumerate(objective.net_ids):
+        spec = problem.net_priors.get(n, {}).get(key)
+        entry = None if spec is None else spec[idx]
+        if entry is None:
+            continue
+        lower, upper = problem.net_bounds[n]
+        pid = objective.x_free_ids[offset + k]
+        try:
+            priors.append(_prior_entry(offset + k, pid, entry[0], entry[1],
+                                       (float(lower[key][idx]), float(upper[key][idx])),
+                                       float(objective.net_nominal[n][key][idx])))
+        except (ValueError, TypeError) as err:
+            raise InputError(Issue(f"prior {entry[0]!r} ({entry[1]!r}) of network entry "
+                                   f"{pid!r}: {err}", str(problem.source), entity=pid)) from err
+    return priors
+
+
 def prior_term(objective: Any) -> NegLogParameterPriors | None:
     """Negative log-prior over the free vector of a `SciMLObjective` (parameter-table
-    ``priorDistribution`` / ``priorParameters`` of estimated mechanistic parameters, linear
-    scale), or None when no estimated parameter has a prior."""
+    ``priorDistribution`` / ``priorParameters`` of estimated mechanistic parameters and
+    network entries, linear scale), or None when no estimated parameter has a prior."""
     mech: pd.DataFrame = objective.problem.mech
-    if _PRIOR not in mech:
-        return None
     priors = []
-    for i, pid in enumerate(objective.mech_ids):
+    for i, pid in enumerate(objective.mech_ids if _PRIOR in mech else []):
         kind = mech.loc[pid, _PRIOR]
         if not isinstance(kind, str) or not kind.strip():
             continue
@@ -54,14 +89,10 @@ def prior_term(objective: Any) -> NegLogParameterPriors | None:
                                           "only linear-scale parameters take priors here",
                                           str(objective.problem.source), entity=pid))
         row = mech.loc[pid]
-        dist = Parameter(**{"parameterId": pid, "lowerBound": row[petab.LOWER_BOUND],
-                            "upperBound": row[petab.UPPER_BOUND],
-                            "nominalValue": row[petab.NOMINAL_VALUE], "estimate": "true",
-                            _PRIOR: kind.strip(),
-                            _PRIOR_PARAMETERS: row.get(_PRIOR_PARAMETERS, "")}).prior_dist
-        fun, dx, ddx = log_density(dist)
-        priors.append({"index": i, "density_fun": fun, "density_dx": dx, "density_ddx": ddx,
-                       "type": type(dist).__name__, "parameters": repr(dist), "scale": "lin"})
+        priors.append(_prior_entry(i, pid, kind, row.get(_PRIOR_PARAMETERS, ""),
+                                   (row[petab.LOWER_BOUND], row[petab.UPPER_BOUND]),
+                                   row[petab.NOMINAL_VALUE]))
+    priors += _network_priors(objective, len(objective.mech_ids))
     if not priors:
         return None
     return NegLogParameterPriors(priors, x_names=objective.x_free_ids)

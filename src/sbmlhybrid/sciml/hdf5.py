@@ -11,8 +11,8 @@ Older files carry ``metadata/pytorch_format`` (1 = row-major PyTorch indexing) i
 ``perm``. Arrays are always returned with PyTorch indexing: a column-major file's arrays
 (axes reversed when seen from a row-major reader) are transposed back.
 
-Hand-written: the layout handling and parameter loading with shape checks (errors name
-the layer and array). Reused: h5py for the file IO.
+Hand-written: the layout handling, parameter loading with shape checks and the check for
+non-finite values (errors name the file, layer and array). Reused: h5py for the file IO.
 """
 
 from __future__ import annotations
@@ -85,6 +85,22 @@ def read_parameters(path: str | Path) -> ParameterArrays:
                     name: _read(ds, col) for name, ds in layer_grp.items()
                 }
     return out
+
+
+def check_finite(layers: Mapping[str, Mapping[str, np.ndarray]], file: str, nn_id: str
+                 ) -> list[Issue]:
+    """Issues for arrays of ``{layerId: {arrayId: array}}`` with NaN or infinite entries."""
+    issues = []
+    for layer_id, arrays in layers.items():
+        for array_id, arr in arrays.items():
+            bad = ~np.isfinite(np.asarray(arr, dtype=float))
+            if bad.any():
+                first = [int(i) for i in np.argwhere(bad)[0]]
+                issues.append(Issue(
+                    f"parameters/{nn_id}/{layer_id}/{array_id}: {int(bad.sum())} non-finite "
+                    f"value(s) (first at index {first}) in network {nn_id!r}, layer "
+                    f"{layer_id!r}, array {array_id!r}", file=file, entity=layer_id))
+    return issues
 
 
 def _read_group(path: str | Path, group: str) -> ArrayGroup:

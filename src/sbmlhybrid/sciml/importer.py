@@ -4,17 +4,23 @@ Users reach it through the one front door, `sbmlhybrid.load_problem`, which send
 with a SciML extension section here. The YAML is parsed once; each step below reads what the
 previous ones collected (`_Import`).
 
-Routing of each network (hand-written; see `sbmlhybrid.sciml.routing` for the tables):
+Routing of each network (hand-written; see `sbmlhybrid.sciml.routing` for the tables,
+`sbmlhybrid.sciml.inputs` for what feeds an input):
 
-* ``pre_initialization: true`` (static inputs: numbers, parameters, condition values, array
-  files): evaluated in torch before simulation, once per experiment. Output j of experiment
-  e becomes the estimated v1 parameter ``<outputId>__<e>``, assigned to the output's model
-  targets through the v1 condition table. Gradients: AMICI's gradient w.r.t. those
-  parameters, pulled back through the network (and its parameter-valued inputs) by torch.
-* otherwise (inputs are model states or parameters): unrolled into SBML assignment rules
-  with `sbmlhybrid.hybrid.hybridize` (kind ``parameter`` for model parameters it replaces,
-  an assignment-rule placeholder named like the output id where an observable uses it), so
+* ``static: true`` (``pre_initialization: true`` in older files; inputs: numbers, math
+  expressions of parameters from the hybridization or condition table, array files):
+  evaluated in torch before simulation, once per experiment (a trial evaluation at import
+  names arrays the network cannot take). Output j of experiment e becomes the estimated v1
+  parameter ``<outputId>__<e>``, assigned to the output's model targets through the v1
+  condition table. Gradients: AMICI's gradient w.r.t. those parameters, pulled back through
+  the network (and the parameters its inputs use) by torch.
+* otherwise (inputs: expressions of model entities, parameters and ``time``, array files):
+  unrolled into SBML assignment rules (`sbmlhybrid.sciml.dynamic`, then
+  `sbmlhybrid.hybrid.hybridize`: kind ``parameter`` for model parameters it replaces, an
+  assignment-rule placeholder named like the output id where an observable uses it), so
   AMICI's forward/adjoint sensitivities give the weight gradients.
+
+The mapping table is checked against the networks first (`sbmlhybrid.sciml.mapping`).
 
 The tables (experiments, long condition table, observables, measurements) go through the
 PEtab v2 -> v1 conversion of `sbmlhybrid.problem.v2`. In the compiled model every parameter
@@ -29,7 +35,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import libsbml
 import numpy as np
 import pandas as pd
 import petab.v1 as petab
@@ -37,14 +42,21 @@ from petab.v2.core import ConditionTable, ExperimentTable, MeasurementTable
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.hybrid import NetworkTerm, hybridize
-from sbmlhybrid.hybrid.hybridize import set_assignment_rule
 from sbmlhybrid.problem import SolverSettings
 
 # private loader steps of the problem package, used here only: the SciML tables become a
 # petab.v1 problem that must be validated exactly as a v1 YAML would be
 from sbmlhybrid.problem.load import _finish, _load_sbml
 from sbmlhybrid.problem.v2 import DEFAULT_CONDITION, experiments_to_conditions, measurements_to_v1
+from sbmlhybrid.sciml.dynamic import dynamic_term, with_assignments
 from sbmlhybrid.sciml.hdf5 import read_inputs
+from sbmlhybrid.sciml.inputs import (
+    InputExpression,
+    array_for,
+    check_static_inputs,
+    parse_expression,
+)
+from sbmlhybrid.sciml.mapping import check_mapping, mapping_dict, read_mapping
 from sbmlhybrid.sciml.objective import SciMLObjective
 from sbmlhybrid.sciml.problem import (
     array_files,
@@ -53,7 +65,7 @@ from sbmlhybrid.sciml.problem import (
     sciml_section,
     table_files,
 )
-from sbmlhybrid.sciml.routing import NetworkIO, as_sequential, network_io
+from sbmlhybrid.sciml.routing import InputSlot, NetworkIO, network_io
 from sbmlhybrid.sciml.sciml_problem import PreNetwork, SciMLProblem
 
 _NET_PARAM = re.compile(r"^(?P<net>[A-Za-z_]\w*)\.parameters")
@@ -83,14 +95,6 @@ def _tables(files: list[Path]) -> pd.DataFrame:
     return pd.concat([_tsv(f) for f in files]) if files else pd.DataFrame()
 
 
-def _value(text: Any) -> Any:
-    """Number (float) if `text` parses as one, else the stripped string."""
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return str(text).strip()
-
-
 def _is_pre(ref: dict[str, Any]) -> bool:
     return bool(ref.get("pre_initialization", ref.get("static", False)))
 
@@ -105,14 +109,18 @@ class _Import:
                                                 section.get("neural_nets")) or {}
         self.init = initialize_networks(path, config=config)
         self.nets = {k: v.net for k, v in self.init.items()}
-        mapping: dict[str, str] = {}
-        for f in table_files(path, "mapping_files", config):
-            df = _tsv(f)
-            mapping |= dict(zip(df["petabEntityId"], df["modelEntityId"].fillna("")))
+        rows = read_mapping(table_files(path, "mapping_files", config))
+        check_mapping(rows, self.nets)
+        mapping = mapping_dict(rows)
         hyb: dict[str, str] = {}
+        self.hyb_where: dict[str, Issue] = {}
         for f in [path.parent / str(x) for x in section.get("hybridization_files") or []]:
             df = _tsv(f)
-            hyb |= {str(k): str(v).strip() for k, v in zip(df["targetId"], df["targetValue"])}
+            for k, (t, v) in enumerate(zip(df["targetId"], df["targetValue"])):
+                if pd.isna(v) or not str(v).strip():
+                    continue  # an array input (spec: leave its row empty)
+                hyb[str(t)] = str(v).strip()
+                self.hyb_where[str(t)] = Issue("", str(f), k + 1, "targetValue", str(t))
         self.ios: dict[str, NetworkIO] = network_io(self.nets, mapping, hyb, self.where)
         self.input_ids = {s.petab_id for io in self.ios.values() for s in io.inputs}
         self.net_param_ids = {p for p, m in mapping.items() if _NET_PARAM.match(str(m))}
@@ -124,10 +132,10 @@ class _Import:
         self.sbml_ids = {e.getId() for e in self.doc.getListOfAllElements() if e.isSetId()}
         self._parameters()
         self._experiments()
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        self.arrays: dict[str, dict[str, tuple[np.ndarray, Path]]] = {}
         for af in array_files(path, config):
             for k, v in read_inputs(af).items():
-                self.arrays.setdefault(k, {}).update(v)
+                self.arrays.setdefault(k, {}).update({key: (a, af) for key, a in v.items()})
 
     def files(self, key: str, required: bool = False) -> list[Path]:
         files = table_files(self.path, key, self.config)
@@ -158,15 +166,22 @@ class _Import:
         exp_df = _tables(self.files("experiment_files"))
         self.experiments = ExperimentTable.from_df(exp_df).experiments if len(exp_df) else []
         changes: dict[str, list[tuple[str, Any]]] = {}
-        self.net_changes: dict[str, dict[str, Any]] = {}
+        self.net_changes: dict[str, dict[str, tuple[Any, Issue]]] = {}
         for f in self.files("condition_files"):
-            for c in ConditionTable.from_df(_tsv(f)).conditions:
+            df = _tsv(f)
+            rows = {(str(c), str(t)): k + 1 for k, (c, t) in
+                    enumerate(zip(df["conditionId"], df["targetId"]))}
+            for c in ConditionTable.from_df(df).conditions:
                 for ch in c.changes:
                     if ch.target_id in self.input_ids:
+                        where = Issue("", str(f), rows.get((c.id, ch.target_id)),
+                                      "targetValue", ch.target_id)
                         self.net_changes.setdefault(c.id, {})[ch.target_id] = \
-                            _value(ch.target_value)
+                            (ch.target_value, where)
                     else:
                         changes.setdefault(c.id, []).append((ch.target_id, ch.target_value))
+        self.exp_conditions = {e.id: [c for p in e.sorted_periods if p.time != -math.inf
+                                      for c in p.condition_ids] for e in self.experiments}
         self.cond_df, self.exp_map = experiments_to_conditions(
             self.experiments, changes, self.model, set(self.v1_pdf.index), self.where)
         measurements = MeasurementTable.from_df(
@@ -176,25 +191,33 @@ class _Import:
         self.odf = _tables(self.files("observable_files", True)).set_index(petab.OBSERVABLE_ID)
 
     # ---- pre-initialization networks: per-experiment output parameters -------------------
-    def _pre_input(self, nn_id: str, slot: Any, eid: str, conds: list[str]) -> Any:
-        """What feeds one input element of a pre-initialization network in experiment
-        `eid`: a number, a parameter id or an array."""
+    def _pre_input(self, nn_id: str, slot: InputSlot, eid: str, conds: list[str]) -> Any:
+        """What feeds one input element of a static network in experiment `eid`: a number,
+        an `InputExpression` of parameters or (a whole argument) an `ArrayInput`."""
         val: Any = None
+        where = Issue("", self.where, entity=slot.petab_id)
         for c in conds:
-            val = self.net_changes.get(c, {}).get(slot.petab_id, val)
-        if val is None:
-            val = _value(slot.source) if slot.source is not None else slot.petab_id
-        if val == "array":
-            group = self.arrays.get(slot.petab_id, {})
-            key = next((c for c in conds if c in group), "0")
-            if key not in group:
+            val, where = self.net_changes.get(c, {}).get(slot.petab_id, (val, where))
+        if val is None and slot.source is not None:
+            val, where = slot.source, self.hyb_where[slot.petab_id]
+        if val is None or (isinstance(val, str) and val == "array"):
+            arr = array_for(self.arrays.get(slot.petab_id, {}), slot.petab_id, conds)
+            if arr is not None:
+                return arr
+            if val is not None or slot.index is None:
                 raise InputError(Issue(f"no array input {slot.petab_id!r} for experiment "
-                                       f"{eid!r}", self.where, entity=slot.petab_id))
-            val = group[key]
-        if isinstance(val, str) and val not in self.pdf.index:
-            raise InputError(Issue(f"network {nn_id!r} input {slot.petab_id!r}: {val!r} is "
-                                   "not a parameter", self.where, entity=slot.petab_id))
-        return val
+                                       f"{eid!r}", where.file, where.row, where.column,
+                                       slot.petab_id))
+            val = slot.petab_id  # a parameter of the input's id (parameter table)
+        expr = parse_expression(val, where)
+        if expr.is_number:
+            return float(expr)
+        unknown = sorted(str(s) for s in expr.free_symbols if str(s) not in self.mech.index)
+        if unknown:
+            raise InputError(Issue(f"network {nn_id!r} input {slot.petab_id!r}: {str(val)!r} "
+                                   f"uses {unknown}, which are not parameters of the parameter "
+                                   "table", where.file, where.row, where.column, slot.petab_id))
+        return InputExpression(expr)
 
     def _output_targets(self, io: NetworkIO, oid: str) -> list[str]:
         """Model entities a pre-initialization output sets (an observable's use of the
@@ -212,8 +235,6 @@ class _Import:
         return tgts
 
     def pre_networks(self) -> list[PreNetwork]:
-        exp_conditions = {e.id: [c for p in e.sorted_periods if p.time != -math.inf
-                                 for c in p.condition_ids] for e in self.experiments}
         pre: list[PreNetwork] = []
         assign: dict[str, dict[str, Any]] = {}
         new_rows = []
@@ -225,7 +246,7 @@ class _Import:
             out_params: dict[str, dict[int, str]] = {}
             targets = {oid: self._output_targets(io, oid) for oid in io.outputs.values()}
             for eid in self.used_exps:
-                conds = exp_conditions.get(eid, [])
+                conds = self.exp_conditions.get(eid, [])
                 args: dict[int, list[Any]] = {}
                 for slot in io.inputs:
                     args.setdefault(slot.arg, []).append(self._pre_input(nn_id, slot, eid,
@@ -247,52 +268,23 @@ class _Import:
                         for c in (pre_c, sim_c):
                             if c is not None:
                                 assign.setdefault(c, {})[t] = pid
+            values = {p: float(self.mech.loc[p, petab.NOMINAL_VALUE]) for p in self.mech.index}
+            check_static_inputs(nn_id, self.nets[nn_id], per_exp, values)
             pre.append(PreNetwork(nn_id, io, per_exp, out_params))
-        self.cond_df = _with_assignments(self.cond_df, assign, self.model)
+        self.cond_df = with_assignments(self.cond_df, assign, self.model)
         if new_rows:
             self.v1_pdf = pd.concat([self.v1_pdf,
                                      pd.DataFrame(new_rows).set_index("parameterId")])
         return pre
 
-    # ---- dynamic networks: placeholders for outputs used by observables, then unroll -----
-    def _dynamic_term(self, nn_id: str) -> tuple[NetworkTerm, dict[int, str]]:
-        io = self.ios[nn_id]
-        seq, layer_of = as_sequential(self.nets[nn_id])
-        inputs = []
-        for slot in io.inputs:
-            if slot.source is None or slot.source not in self.sbml_ids:
-                raise NotSupportedError(Issue(
-                    f"network {nn_id!r} input {slot.petab_id!r}: a network evaluated during "
-                    "simulation needs model entities as inputs (hybridization table), got "
-                    f"{slot.source!r}", self.where, entity=slot.petab_id))
-            inputs.append(slot.source)
-        tgt_ids, kinds = [], []
-        for j in range(max(io.outputs) + 1 if io.outputs else 0):
-            oid = io.outputs.get(j, f"{nn_id}_output__{j}")
-            tgts = io.targets.get(oid, [])
-            if len(tgts) > 1:
-                raise NotSupportedError(Issue(f"network {nn_id!r} output {oid!r} sets several "
-                                              f"entities {tgts}", self.where, entity=oid))
-            if tgts:
-                self.odf[petab.OBSERVABLE_FORMULA] = [
-                    re.sub(rf"\b{re.escape(oid)}\b", tgts[0], str(f))
-                    for f in self.odf[petab.OBSERVABLE_FORMULA]]
-                tgt_ids.append(tgts[0])
-                kinds.append("parameter" if self.model.getParameter(tgts[0]) is not None
-                             else "auto")
-            else:
-                set_assignment_rule(self.model, oid, "0")  # placeholder, replaced by the net
-                self.sbml_ids.add(oid)
-                tgt_ids.append(oid)
-                kinds.append("assignment")
-        bound = 10.0 + 2 * max(float(p.detach().abs().max()) for p in seq.parameters())
-        term = NetworkTerm(nn_id, seq, inputs, tgt_ids, kind=kinds,
-                           input_scales={i: (0.0, 1.0) for i in inputs}, weight_bound=bound)
-        return term, layer_of
-
+    # ---- dynamic networks: unrolled into the SBML (`sbmlhybrid.sciml.dynamic`) -----------
     def dynamic_networks(self) -> dict[str, tuple[NetworkTerm, dict[int, str]]]:
-        return {nn_id: self._dynamic_term(nn_id) for nn_id, ref in self.refs.items()
-                if not _is_pre(ref)}
+        out = {}
+        for nn_id, ref in self.refs.items():
+            if not _is_pre(ref):
+                term, layer_of = dynamic_term(self, nn_id)
+                out[nn_id] = (term, layer_of)
+        return out
 
     # ---- the v1 problem ------------------------------------------------------------------
     def v1_problem(self) -> petab.Problem:
@@ -352,30 +344,8 @@ def load_sciml_problem(path: str | Path, solver: SolverSettings | None = None,
                         {k: v.estimate for k, v in state.init.items()}, state.mech, pre,
                         unrolled, state.exp_map,
                         {k: (v.lower, v.upper) for k, v in state.init.items()},
+                        {k: v.prior for k, v in state.init.items()},
                         objective_class=SciMLObjective)
-
-
-def _with_assignments(cond_df: pd.DataFrame, assign: dict[str, dict[str, Any]],
-                      model: libsbml.Model) -> pd.DataFrame:
-    """Condition table with network-output parameter ids set (unset: the model's value)."""
-    records = {c: dict(cond_df.loc[c]) for c in cond_df.index}
-    for c, values in assign.items():
-        records.setdefault(c, {}).update(values)
-    columns = list(dict.fromkeys([*cond_df.columns, *(k for v in assign.values() for k in v)]))
-    rows = []
-    for c, rec in records.items():
-        row: dict[str, Any] = {petab.CONDITION_ID: c}
-        for col in columns:
-            v = rec.get(col, math.nan)
-            if not isinstance(v, str) and pd.isna(v) and model.getParameter(col) is not None:
-                v = float(model.getParameter(col).getValue())
-            row[col] = v
-        rows.append(row)
-    df = pd.DataFrame(rows, columns=[petab.CONDITION_ID, *columns]).astype(object)
-    for col in columns:  # all-numeric columns stay float (AMICI: object dtype = overridden)
-        if all(isinstance(v, float | int) for v in df[col]):
-            df[col] = df[col].astype(float)
-    return df.set_index(petab.CONDITION_ID)
 
 
 __all__ = ["SCIML_SOLVER", "PreNetwork", "SciMLProblem", "load_sciml_problem",

@@ -2,12 +2,13 @@
 
 The free vector is ``[estimated mechanistic parameters (PEtab scale), estimated network
 parameter entries (per network, per ``layer.array`` in module order, row-major)]``.
-One evaluation: set network parameters (torch leaves), run the pre-initialization networks
-per experiment (`sbmlhybrid.sciml.importer`), assemble the compiled v1 problem's parameter
-vector (mechanistic values, unrolled weights, network outputs), let the `ModelObjective`
-compute the negative log-likelihood and its AMICI gradient, and pull the gradient back:
-unrolled weights map one-to-one, network outputs through torch autograd (hand-written
-chain rule; AMICI has no vector-Jacobian API).
+One evaluation: set network parameters (torch leaves), run the static networks per
+experiment (`sbmlhybrid.sciml.importer`; inputs: numbers, arrays, expressions of parameters
+evaluated in torch), assemble the compiled v1 problem's parameter vector (mechanistic
+values, unrolled weights, network outputs), let the `ModelObjective` compute the negative
+log-likelihood and its AMICI gradient, and pull the gradient back: unrolled weights map
+one-to-one, network outputs through torch autograd (hand-written chain rule; AMICI has no
+vector-Jacobian API).
 
 `SciMLObjective` implements the objective protocol (`sbmlhybrid.objective.Objective`):
 ``x_free_ids``, ``x_nominal_free``, ``evaluate(x, conditions=experiment ids)``, ``simulate``
@@ -33,6 +34,7 @@ from sbmlhybrid.hybrid.torch_ode import unscale
 from sbmlhybrid.objective import Evaluation, free_vector, lookup_indices
 from sbmlhybrid.problem.v2 import DEFAULT_CONDITION, simulation_table_to_v2
 from sbmlhybrid.sciml.fitting import prior_term, sciml_pypesto_problem
+from sbmlhybrid.sciml.inputs import network_arguments
 from sbmlhybrid.sciml.sciml_problem import SciMLProblem
 
 __all__ = ["SciMLEvaluation", "SciMLObjective", "unrolled_weight_keys"]
@@ -173,18 +175,12 @@ class SciMLObjective:
                      params: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """v1 parameter id -> network output value (0-d tensor)."""
         out: dict[str, torch.Tensor] = {}
+        values = {p: unscale(t, self.scales[p]) for p, t in leaves.items()}
         for pre in self.problem.pre:
             net = self.problem.networks[pre.nn_id]
             for eid, outs in pre.out_params.items():
-                args = []
-                for arg in pre.inputs[eid]:
-                    if len(arg) == 1 and isinstance(arg[0], np.ndarray):
-                        args.append(torch.as_tensor(arg[0], dtype=torch.float64))
-                        continue
-                    args.append(torch.stack([
-                        unscale(leaves[v], self.scales[v]) if isinstance(v, str)
-                        else torch.tensor(float(v), dtype=torch.float64) for v in arg]))
-                y = functional_call(net, params[pre.nn_id], tuple(args))
+                args = network_arguments(pre.inputs[eid], values)
+                y = functional_call(net, params[pre.nn_id], args)
                 y = (y[0] if isinstance(y, tuple) else y).reshape(-1)
                 for j, pid in outs.items():
                     out[pid] = y[j]

@@ -11,7 +11,10 @@ values under ``parameters/<netId>``; parameter-table rows mapped (mapping table)
 ``net.parameters``, ``net.parameters[layer]``, ``net.parameters[layer].array`` or
 ``...array[i, j]`` override them with a numeric ``nominalValue`` (``array``/empty = keep
 the array-file values), more specific rows taking precedence; ``estimate = 0`` freezes
-the targeted values; finite ``lowerBound`` / ``upperBound`` bound them (default unbounded).
+the targeted values; finite ``lowerBound`` / ``upperBound`` bound them (default unbounded);
+``priorDistribution`` / ``priorParameters`` give every targeted value that prior (a more
+specific row without a prior leaves its values without one). Non-finite values in an
+array file are refused, naming file, network, layer and array.
 
 Every function here takes the parsed problem YAML as ``config``, so that one import
 (`sbmlhybrid.sciml.importer`) reads it once.
@@ -34,13 +37,14 @@ import torch
 import yaml
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
-from sbmlhybrid.sciml.hdf5 import load_parameters, network_arrays, read_parameters
-from sbmlhybrid.sciml.nn import SciMLNet, build_network
-
-_PARAM_REF = re.compile(
-    r"^(?P<net>[A-Za-z_]\w*)\.parameters"
-    r"(?:\[(?P<layer>[A-Za-z_]\w*)\](?:\.(?P<array>[A-Za-z_]\w*)(?:\[(?P<index>[\d,\s]+)\])?)?)?$"
+from sbmlhybrid.sciml.hdf5 import (
+    check_finite,
+    load_parameters,
+    network_arrays,
+    read_parameters,
 )
+from sbmlhybrid.sciml.mapping import PARAM_REF, mapping_dict, read_mapping
+from sbmlhybrid.sciml.nn import SciMLNet, build_network
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,15 @@ class InitializedNetwork:
             ``requires_grad = False``.
         estimate: ``{"layer.array": bool mask}`` (parameter shape), True = estimated.
         lower, upper: ``{"layer.array": bounds}`` (parameter shape; -inf/inf if not given).
+        prior: ``{"layer.array": object array}`` (parameter shape) of ``(priorDistribution,
+            priorParameters)`` pairs, None where no row gives a prior.
     """
 
     net: SciMLNet
     estimate: dict[str, np.ndarray] = field(default_factory=dict)
     lower: dict[str, np.ndarray] = field(default_factory=dict)
     upper: dict[str, np.ndarray] = field(default_factory=dict)
+    prior: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def read_problem_yaml(path: str | Path) -> dict[str, Any]:
@@ -185,6 +192,40 @@ def _specificity(m: re.Match[str]) -> int:
     return sum(m.group(g) is not None for g in ("layer", "array", "index"))
 
 
+def _load_array_values(path: Path, config: dict[str, Any], nets: dict[str, SciMLNet]
+                       ) -> dict[str, set[str]]:
+    """Array-file parameter values into the networks; ``{nn_id: {"layer.array"}}`` given.
+
+    Raises:
+        InputError: non-finite values (file, network, layer, array named), shape mismatch.
+    """
+    have: dict[str, set[str]] = {k: set() for k in nets}
+    issues: list[Issue] = []
+    for af in array_files(path, config):
+        for nn_id, layers in read_parameters(af).items():
+            issues += check_finite(layers, str(af), nn_id)
+            if nn_id in nets:
+                load_parameters(nets[nn_id], layers, strict=False, source=str(af))
+                have[nn_id] |= {f"{lay}.{arr}" for lay, arrs in layers.items() for arr in arrs}
+    if issues:
+        raise InputError(issues, header="Invalid network parameter values")
+    return have
+
+
+def _network_rows(path: Path, config: dict[str, Any], nets: dict[str, SciMLNet]
+                  ) -> list[tuple[int, re.Match[str], dict[str, str], Path, int]]:
+    """Parameter-table rows mapped to network parameters, general ones first."""
+    mapping = mapping_dict(read_mapping(table_files(path, "mapping_files", config)))
+    rows = []
+    for pf in table_files(path, "parameter_files", config):
+        for k, row in enumerate(_read_tsv(pf)):
+            m = PARAM_REF.match(mapping.get(row.get("parameterId", ""), ""))
+            if m and m.group("net") in nets:
+                rows.append((_specificity(m), m, row, pf, k + 1))
+    rows.sort(key=lambda t: t[0])  # general first; specific rows overwrite
+    return rows
+
+
 def initialize_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.float64,
                         config: dict[str, Any] | None = None) -> dict[str, InitializedNetwork]:
     """Build the problem's networks and set their nominal parameters.
@@ -199,39 +240,26 @@ def initialize_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.flo
 
     Raises:
         InputError: missing values (a parameter with neither array-file values nor a
-            numeric nominal value), bad references, or bad ``estimate`` entries.
+            numeric nominal value), non-finite array-file values, bad references, or bad
+            ``estimate`` entries.
     """
     path = Path(problem_yaml)
     config = _config(path, config)
     nets = build_problem_networks(path, dtype, config)
-    values: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    have: dict[str, set[str]] = {k: set() for k in nets}
-    for af in array_files(path, config):
-        for nn_id, layers in read_parameters(af).items():
-            if nn_id in nets:
-                values.setdefault(nn_id, {}).update(layers)
-                have[nn_id] |= {f"{lay}.{arr}" for lay, arrs in layers.items() for arr in arrs}
-    for nn_id, layers in values.items():
-        load_parameters(nets[nn_id], layers, strict=False, source=str(path))
-    mapping = {}
-    for mf in table_files(path, "mapping_files", config):
-        mapping |= {r["petabEntityId"]: r["modelEntityId"] for r in _read_tsv(mf)}
-    rows: list[tuple[int, re.Match[str], dict[str, str], Path, int]] = []
-    for pf in table_files(path, "parameter_files", config):
-        for k, row in enumerate(_read_tsv(pf)):
-            m = _PARAM_REF.match(mapping.get(row.get("parameterId", ""), ""))
-            if m and m.group("net") in nets:
-                rows.append((_specificity(m), m, row, pf, k + 1))
-    rows.sort(key=lambda t: t[0])  # general first; specific rows overwrite
-    estimate = {nn_id: {k: np.ones(tuple(p.shape), dtype=bool)
-                        for k, p in net.named_parameters()} for nn_id, net in nets.items()}
-    bounds = {nn_id: tuple({k: np.full(tuple(p.shape), v) for k, p in net.named_parameters()}
-                           for v in (-np.inf, np.inf)) for nn_id, net in nets.items()}
+    have = _load_array_values(path, config, nets)
+    inits = {}
+    for nn_id, net in nets.items():
+        shapes = {k: tuple(p.shape) for k, p in net.named_parameters()}
+        inits[nn_id] = InitializedNetwork(
+            net, {k: np.ones(s, dtype=bool) for k, s in shapes.items()},
+            {k: np.full(s, -np.inf) for k, s in shapes.items()},
+            {k: np.full(s, np.inf) for k, s in shapes.items()},
+            {k: np.full(s, None, dtype=object) for k, s in shapes.items()})
     issues: list[Issue] = []
-    for _, m, row, pf, row_number in rows:
+    for _, m, row, pf, row_number in _network_rows(path, config, nets):
         nn_id = m.group("net")
         try:
-            _apply_row(nets[nn_id], m, row, (estimate[nn_id], *bounds[nn_id]), have[nn_id])
+            _apply_row(nets[nn_id], m, row, inits[nn_id], have[nn_id])
         except InputError as err:  # name the parameter table's file and row
             issues += [Issue(i.message, str(pf), row_number, i.column, i.entity)
                        for i in err.issues]
@@ -241,10 +269,22 @@ def initialize_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.flo
             issues.append(Issue(f"network '{nn_id}': no nominal values for {missing}",
                                 file=str(path), entity=nn_id))
         for key, p in net.named_parameters():
-            p.requires_grad_(bool(estimate[nn_id][key].any()))
+            p.requires_grad_(bool(inits[nn_id].estimate[key].any()))
     if issues:
         raise InputError(issues, header="Cannot initialise network parameters")
-    return {k: InitializedNetwork(nets[k], estimate[k], *bounds[k]) for k in nets}
+    return inits
+
+
+def _prior(row: Mapping[str, str], pid: str) -> tuple[str, str] | None:
+    """(priorDistribution, priorParameters) of a row, or None (no prior)."""
+    kind = row.get("priorDistribution", "")
+    if kind in ("", "nan"):
+        return None
+    params = row.get("priorParameters", "")
+    if params in ("", "nan"):
+        raise InputError(Issue(f"parameter '{pid}': priorDistribution {kind!r} needs "
+                               "priorParameters", column="priorParameters", entity=pid))
+    return kind, params
 
 
 def _bound(row: Mapping[str, str], column: str, pid: str) -> float | None:
@@ -257,12 +297,12 @@ def _bound(row: Mapping[str, str], column: str, pid: str) -> float | None:
 
 
 def _apply_row(net: SciMLNet, m: re.Match[str], row: Mapping[str, str],
-               masks: tuple[dict[str, np.ndarray], ...], have: set[str]) -> None:
-    """One parameter-table row onto the entries it maps to: nominal value, estimate flag
-    and bounds (`masks`: estimate, lower, upper arrays per ``layer.array``)."""
-    estimate, lower, upper = masks
+               init: InitializedNetwork, have: set[str]) -> None:
+    """One parameter-table row onto the entries it maps to: nominal value, estimate flag,
+    bounds and prior (into `init`'s arrays per ``layer.array``)."""
     pid = row.get("parameterId", "")
     lo, hi = _bound(row, "lowerBound", pid), _bound(row, "upperBound", pid)
+    prior = _prior(row, pid)
     params = dict(net.named_parameters())
     keys = [k for k in params
             if (m.group("layer") is None or k.split(".")[0] == m.group("layer"))
@@ -283,21 +323,32 @@ def _apply_row(net: SciMLNet, m: re.Match[str], row: Mapping[str, str],
         for key in keys:
             sel = index if index is not None else ...
             try:
-                estimate[key][sel] = flag
+                init.estimate[key][sel] = flag
                 if lo is not None:
-                    lower[key][sel] = lo
+                    init.lower[key][sel] = lo
                 if hi is not None:
-                    upper[key][sel] = hi
+                    init.upper[key][sel] = hi
+                _set_prior(init.prior[key], sel, prior)
                 if nominal not in ("", "array"):
                     value = float(nominal)
-                    if math.isnan(value):
-                        raise ValueError("NaN")
+                    if not math.isfinite(value):
+                        raise ValueError(f"nominalValue {nominal!r} is not finite")
                     params[key][sel] = value
                     if index is None:
                         have.add(key)
             except (IndexError, ValueError) as err:
                 raise InputError(Issue(f"parameter '{pid}' ({m.group(0)}): {err}",
                                        entity=pid)) from err
+
+
+def _set_prior(target: np.ndarray, sel: Any, prior: tuple[str, str] | None) -> None:
+    """Set one (kind, parameters) pair (or None) on the selected entries of an object array."""
+    view = target[sel] if sel is not Ellipsis else target
+    if isinstance(view, np.ndarray):
+        for i in np.ndindex(view.shape):
+            view[i] = prior
+    else:
+        target[sel] = prior
 
 
 def nominal_parameter_arrays(problem_yaml: str | Path

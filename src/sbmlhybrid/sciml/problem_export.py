@@ -112,16 +112,18 @@ def _routing(t: NetworkTerm) -> tuple[list[tuple[str, str]], list[tuple[str, str
 
 def _problem_config(arrays: list[str], nets: dict[str, dict], solver: SolverSettings | None
                     ) -> dict:
-    """The problem YAML's content (PEtab v2 with the sciml extension)."""
+    """The problem YAML's content (PEtab v2 with the ``petab_sciml`` extension, the spec's
+    current spelling: ``neural_networks``, ``static``)."""
     config = {
         "format_version": 2,
         "model_files": {"model": {"location": "model.xml", "language": "sbml"}},
         "measurement_files": ["measurements.tsv"], "observable_files": ["observables.tsv"],
         "experiment_files": ["experiments.tsv"], "condition_files": ["conditions.tsv"],
         "parameter_files": ["parameters.tsv"], "mapping_files": ["mapping.tsv"],
-        "extensions": {"sciml": {"array_files": arrays,
-                                 "hybridization_files": ["hybridization.tsv"],
-                                 "neural_nets": nets}},
+        "extensions": {"petab_sciml": {"version": "2.0.0", "required": True,
+                                       "array_files": arrays,
+                                       "hybridization_files": ["hybridization.tsv"],
+                                       "neural_networks": nets}},
     }
     if solver is not None:
         config["sbmlhybrid"] = {"solver": {"rtol": solver.rtol, "atol": solver.atol,
@@ -159,8 +161,7 @@ def export_sciml_problem(base: Problem, terms: Sequence[NetworkTerm], out_dir: s
         export_network(module, out / f"{t.name}.yaml", out / f"{t.name}_ps.hdf5",
                        nn_model_id=t.name, input_ids=["input0"])
         arrays.append(f"{t.name}_ps.hdf5")
-        nets[t.name] = {"location": f"{t.name}.yaml", "pre_initialization": False,
-                        "format": "YAML"}
+        nets[t.name] = {"location": f"{t.name}.yaml", "static": False, "format": "yaml"}
         term_mapping, term_hyb = _routing(t)
         mapping += term_mapping
         hyb += term_hyb

@@ -10,21 +10,19 @@ turns a network whose graph is ``[cat(inputs)] -> Linear/activation chain`` into
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from sbmlhybrid.errors import Issue, NotSupportedError
+from sbmlhybrid.sciml.mapping import SLOT as _SLOT
 from sbmlhybrid.sciml.nn import SciMLNet
 
-_SLOT = re.compile(r"^(?P<net>[A-Za-z_]\w*)\.(?P<kind>inputs|outputs)\[(?P<i>\d+)\]"
-                   r"(?:\[(?P<j>\d+)\])?$")
 # forward-graph activations the SBML unroll supports (torch.fx method/function names)
 _ACTIVATION_NAMES: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "softplus": nn.Softplus,
-    "elu": nn.ELU, "identity": nn.Identity,
+    "elu": nn.ELU, "identity": nn.Identity, "silu": nn.SiLU,
 }
 
 

@@ -30,8 +30,9 @@ class PreNetwork:
     Attributes:
         nn_id: Network id.
         io: Its slots (`sbmlhybrid.sciml.routing.NetworkIO`).
-        inputs: experiment id -> per argument, per element: a number, a parameter id
-            (str) or an array (whole-argument array input).
+        inputs: experiment id -> per argument, per element: a number or an
+            `sbmlhybrid.sciml.inputs.InputExpression` of parameters; a whole-argument array
+            input is one `sbmlhybrid.sciml.inputs.ArrayInput`.
         out_params: experiment id -> output index -> v1 parameter id.
     """
 
@@ -58,6 +59,8 @@ class SciMLProblem:
         experiments: v2 experiment id -> (pre-equilibration, simulation) v1 condition ids.
         net_bounds: Network id -> {"layer.array": (lower, upper) arrays} from the parameter
             table (-inf/inf where it gives none).
+        net_priors: Network id -> {"layer.array": object array of (priorDistribution,
+            priorParameters) or None} from the parameter table (most specific row).
     """
 
     source: Path
@@ -70,6 +73,7 @@ class SciMLProblem:
     experiments: dict[str, tuple[str | None, str]]
     net_bounds: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = \
         field(default_factory=dict)
+    net_priors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     #: `SciMLObjective`, set by the importer for the deprecated `objective` method only.
     objective_class: Any = field(default=None, repr=False, compare=False)
 

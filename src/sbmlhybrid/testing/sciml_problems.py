@@ -7,9 +7,12 @@ parameters) at the nominal parameters. The suite's gradient tolerance is 0.1; he
 gradients are checked at relative `GRAD_RTOL` = 1e-4 of the largest reference entry of
 the same file (a per-entry relative test is meaningless for entries near zero).
 The references are gradients of the log-likelihood (ours: of the negative one; compared
-with the sign flipped). `check_sciml_problem_case` reports one `Check` each for llh,
-simulations, the mechanistic gradient and each network's gradient; that they are within
-their tolerances is asserted in ``tests/test_sciml_problems.py``.
+with the sign flipped); for a problem whose parameter table has priors (on mechanistic or
+network parameters) the reference value and gradients are those of the log-posterior, so
+the log-prior and its gradient are added (`posterior`). `check_sciml_problem_case` reports
+one `Check` each for llh, simulations, the mechanistic gradient and each network's
+gradient; that they are within their tolerances is asserted in
+``tests/test_sciml_problems.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import yaml
 from sbmlhybrid.errors import SbmlHybridError
 from sbmlhybrid.sciml.hdf5 import read_parameters
 from sbmlhybrid.sciml.importer import load_sciml_problem
+from sbmlhybrid.sciml.objective import SciMLObjective
 from sbmlhybrid.testing.results import CaseResult, Check
 
 GRAD_RTOL = 1e-4
@@ -34,6 +38,22 @@ GRAD_RTOL = 1e-4
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
     scale = float(np.max(np.abs(b))) if b.size else 0.0
     return float(np.max(np.abs(a - b))) / scale if scale > 0 else float(np.max(np.abs(a - b)))
+
+
+def posterior(obj: Any, ev: Any) -> tuple[float, dict[str, float], dict[str, dict[str, Any]]]:
+    """(log-posterior, mechanistic and network gradients of the negative log-posterior) of an
+    evaluation at the nominal point; the likelihood's when the problem has no priors."""
+    mech = dict(ev.mech_grad)
+    net = {n: {k: np.array(v, dtype=float) for k, v in d.items()} for n, d in ev.net_grad.items()}
+    if obj.prior is None:
+        return -ev.fval, mech, net
+    x = obj.x_nominal_free
+    grad = obj.prior(x, sensi_orders=(1,))
+    for i, pid in enumerate(obj.mech_ids):
+        mech[pid] += float(grad[i])
+    for (n, k, idx), g in zip(obj.net_ids, grad[len(obj.mech_ids):]):
+        net[n][k][idx] += float(g)
+    return -ev.fval + obj.log_prior(x), mech, net
 
 
 def compare_case(case_dir: str | Path, sign: float = -1.0) -> dict[str, Any]:
@@ -47,8 +67,9 @@ def compare_case(case_dir: str | Path, sign: float = -1.0) -> dict[str, Any]:
     sol = yaml.safe_load((case / "solutions.yaml").read_text())
     t0 = time.perf_counter()
     sp = load_sciml_problem(case / "petab" / "problem.yaml")
-    obj = sp.objective()
+    obj = SciMLObjective(sp)
     ev = obj.evaluate()
+    value, mech_grad, net_grad = posterior(obj, ev)
     sim = obj.simulate()
     ref = pd.concat(pd.read_csv(case / f, sep="\t") for f in sol["simulation_files"])
     keys = ["observableId", "experimentId", "time"]
@@ -61,7 +82,7 @@ def compare_case(case_dir: str | Path, sign: float = -1.0) -> dict[str, Any]:
     mech_rel = None
     if "mech" in files:
         gm = pd.read_csv(case / files["mech"], sep="\t")
-        ours = np.array([sign * ev.mech_grad[p] for p in gm["parameterId"]])
+        ours = np.array([sign * mech_grad[p] for p in gm["parameterId"]])
         mech_rel = _rel(ours, gm["value"].to_numpy(float))
     net_rel: dict[str, float] = {}
     for net, f in files.items():
@@ -72,10 +93,10 @@ def compare_case(case_dir: str | Path, sign: float = -1.0) -> dict[str, Any]:
         for layer, arrays in refs.items():
             for arr, values in arrays.items():
                 if values.size:
-                    ours_l.append(sign * ev.net_grad[net][f"{layer}.{arr}"].ravel())
+                    ours_l.append(sign * net_grad[net][f"{layer}.{arr}"].ravel())
                     ref_l.append(np.asarray(values, dtype=float).ravel())
         net_rel[net] = _rel(np.concatenate(ours_l), np.concatenate(ref_l)) if ours_l else 0.0
-    return {"llh": -ev.fval, "llh_ref": float(sol["llh"]), "tol_llh": float(sol["tol_llh"]),
+    return {"llh": value, "llh_ref": float(sol["llh"]), "tol_llh": float(sol["tol_llh"]),
             "sim_err": sim_err, "tol_sim": float(sol["tol_simulations"]),
             "grad_mech_rel": mech_rel, "grad_net_rel": net_rel,
             "seconds": round(time.perf_counter() - t0, 2)}

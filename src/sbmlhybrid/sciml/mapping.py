@@ -1,0 +1,141 @@
+"""The mapping table of a PEtab SciML problem: read with row numbers, checked against the
+networks (hand-written).
+
+``modelEntityId`` syntax (PEtab SciML spec, mapping table)::
+
+    $nnId.inputs[$argument]            a whole forward argument (an array-file input)
+    $nnId.inputs[$argument][$index]    one element of it
+    $nnId.outputs[$argument][$index]
+    $nnId.parameters{[$layerId]{.$arrayId{[$i, $j, ...]}}}
+
+Every entry that starts with a declared network id (or has the shape of a network
+reference, ``x.inputs[...]``, ``x.outputs[...]``, ``x.parameters...``) must name a network of
+the problem YAML, an existing forward argument, layer, array and index; otherwise
+`check_mapping` raises `InputError` naming the mapping file, its row and the PEtab id.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from sbmlhybrid.errors import InputError, Issue
+
+__all__ = ["PARAM_REF", "SLOT", "MappingRow", "check_mapping", "mapping_dict", "read_mapping"]
+
+#: ``net.inputs[i]``, ``net.inputs[i][j]``, ``net.outputs[i][j]``
+SLOT = re.compile(r"^(?P<net>[A-Za-z_]\w*)\.(?P<kind>inputs|outputs)\[(?P<i>\d+)\]"
+                  r"(?:\[(?P<j>\d+)\])?$")
+#: ``net.parameters``, ``net.parameters[layer]``, ``...[layer].array``, ``...array[i, j]``
+PARAM_REF = re.compile(
+    r"^(?P<net>[A-Za-z_]\w*)\.parameters"
+    r"(?:\[(?P<layer>[A-Za-z_]\w*)\](?:\.(?P<array>[A-Za-z_]\w*)(?:\[(?P<index>[\d,\s]+)\])?)?)?$"
+)
+_NETLIKE = re.compile(r"^(?P<net>[A-Za-z_]\w*)\.(?:inputs|outputs|parameters)\b")
+
+
+@dataclass(frozen=True)
+class MappingRow:
+    """One mapping-table row (``row``: 1-based data row, header excluded)."""
+
+    petab_id: str
+    model_id: str
+    file: str
+    row: int
+
+
+def read_mapping(files: list[Path]) -> list[MappingRow]:
+    """The rows of the mapping files, values stripped.
+
+    Raises:
+        InputError: a file without ``petabEntityId`` / ``modelEntityId`` columns.
+    """
+    rows: list[MappingRow] = []
+    for path in files:
+        if not path.is_file():
+            raise InputError(Issue("file not found", file=str(path)))
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh, delimiter="\t")
+            header = {str(k).strip() for k in reader.fieldnames or []}
+            if not {"petabEntityId", "modelEntityId"} <= header:
+                raise InputError(Issue("mapping table needs columns petabEntityId and "
+                                       "modelEntityId", file=str(path)))
+            for k, raw in enumerate(reader):
+                row = {str(a).strip(): (b or "").strip() for a, b in raw.items() if a}
+                rows.append(MappingRow(row["petabEntityId"], row["modelEntityId"], str(path),
+                                       k + 1))
+    return rows
+
+
+def mapping_dict(rows: list[MappingRow]) -> dict[str, str]:
+    """petabEntityId -> modelEntityId (later rows win)."""
+    return {r.petab_id: r.model_id for r in rows}
+
+
+def _check_parameters(m: re.Match[str], net: nn.Module) -> str | None:
+    """Why a ``net.parameters...`` reference names nothing, or None."""
+    layer, array, index = m.group("layer"), m.group("array"), m.group("index")
+    if layer is None:
+        return None
+    layers = dict(net.named_children())
+    if layer not in layers:
+        return f"network {m.group('net')!r} has no layer {layer!r} (layers: {sorted(layers)})"
+    if array is None:
+        return None
+    arrays = dict(layers[layer].named_parameters(recurse=False)) | \
+        dict(layers[layer].named_buffers(recurse=False))
+    if array not in arrays:
+        return (f"layer {layer!r} of network {m.group('net')!r} has no array {array!r} "
+                f"(arrays: {sorted(arrays)})")
+    if index is not None:
+        idx = tuple(int(i) for i in index.split(","))
+        shape = tuple(arrays[array].shape)
+        if len(idx) != len(shape) or any(not 0 <= i < n for i, n in zip(idx, shape)):
+            return f"index {list(idx)} is outside array {layer}.{array} of shape {shape}"
+    return None
+
+
+def _problem_of(row: MappingRow, nets: dict[str, nn.Module]) -> str | None:
+    model_id = row.model_id
+    like = _NETLIKE.match(model_id)
+    if like is None:
+        return None  # a model entity: checked by the PEtab tables' own validation
+    nn_id = like.group("net")
+    if nn_id not in nets:
+        return f"names network {nn_id!r}, which the problem YAML does not declare " \
+               f"(networks: {sorted(nets)})"
+    slot, par = SLOT.match(model_id), PARAM_REF.match(model_id)
+    if re.fullmatch(r"\w+\.(inputs|outputs)", model_id):
+        return f"{model_id!r}: whole-network references are not supported; name an " \
+               "argument (net.inputs[i]) or an element (net.inputs[i][j])"
+    if slot is None and par is None:
+        return f"{model_id!r} is not a valid network reference"
+    if par is not None:
+        return _check_parameters(par, nets[nn_id])
+    if slot.group("kind") == "inputs":
+        n_args = len(getattr(nets[nn_id], "input_ids", []))
+        arg = int(slot.group("i"))
+        if arg >= n_args:
+            return (f"{model_id!r} names input argument {arg}, but network {nn_id!r} has "
+                    f"{n_args} input argument(s)")
+    return None
+
+
+def check_mapping(rows: list[MappingRow], nets: dict[str, nn.Module]) -> None:
+    """Every network reference of the mapping table names something that exists.
+
+    Raises:
+        InputError: one issue per bad row (file, row, column ``modelEntityId``, PEtab id).
+    """
+    issues = []
+    for row in rows:
+        why = _problem_of(row, nets)
+        if why:
+            issues.append(Issue(f"mapping of {row.petab_id!r}: {why}", row.file, row.row,
+                                "modelEntityId", row.petab_id))
+    if issues:
+        raise InputError(issues, header="Invalid PEtab SciML mapping table")
