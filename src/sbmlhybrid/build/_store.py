@@ -27,6 +27,7 @@ import amici.sim.sundials  # noqa: F401  (must precede import_model_module)
 import platformdirs
 from filelock import FileLock
 
+from sbmlhybrid.build._codegen import faster_codegen
 from sbmlhybrid.errors import InputError, SbmlHybridError
 
 logger = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def build_cached(module: str, key: str, build: Callable[[Path], None], info: dic
         _swig_env()
         logger.info("compiling %s (cache miss) into %s", info.get("problem", module), final)
         try:
-            with build_slot(lock_timeout):
+            with build_slot(lock_timeout), faster_codegen():
                 build(tmp)
             info = {**info, "key": key, "amici": amici.__version__,
                     "build_seconds": time.perf_counter() - start}
