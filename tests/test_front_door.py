@@ -154,7 +154,7 @@ def test_load_problem_returns_one_problem_type(tmp_path) -> None:
         assert abs(llh - sol["llh"]) <= sol["tol_llh"], (kind, llh, sol["llh"])
     assert sh.describe(loaded["sciml"]) == {
         "kind": "PEtab SciML", "measurements": 40, "conditions": 2, "estimated": 54,
-        "networks": {"net1": "pre-initialization"}}
+        "networks": {"net1": "pre-initialization"}, "defaults": []}
     # bare SBML (nominal = the SBML's values, log10 scale): the likelihood of obs_a's c0
     # rows of the PEtab v1 door's simulation at those values
     bare = sh.create_objective(loaded["sbml"])
@@ -246,8 +246,9 @@ def test_sciml_priors_enter_the_pypesto_objective(tmp_path) -> None:
 
 
 def test_torch_ode_behind_the_protocol() -> None:
-    """`TorchODEObjective`: gradient = central differences, pyPESTO value = evaluate, and
-    `fit` lowers the objective (the flux toy problem, rate rules only)."""
+    """`TorchODEObjective` (now a delegate of `TorchODE`, which implements the protocol):
+    gradient = central differences, pyPESTO value = evaluate, condition subsets add up to
+    the full value, and `fit` lowers the objective (the flux toy problem, rate rules only)."""
     from sbmlhybrid.hybrid import TorchODEObjective
 
     objective = TorchODEObjective(sh.load_problem(REPO / "tests" / "data" / "flux_toy" /
@@ -258,8 +259,10 @@ def test_torch_ode_behind_the_protocol() -> None:
     fd = fd_gradient(objective, x, 1e-6)
     assert np.linalg.norm(ev.grad - fd) <= 1e-5 * np.linalg.norm(fd)
     assert objective.pypesto_problem.objective(x) == pytest.approx(ev.fval, rel=1e-12)
-    with pytest.raises(NotSupportedError, match="condition subsets"):
-        objective.evaluate(x, conditions=[objective.conditions[0]])
+    parts = [objective.evaluate(x, conditions=[c]) for c in objective.conditions]
+    assert len(parts) == 2
+    assert sum(p.fval for p in parts) == pytest.approx(ev.fval, rel=1e-12)
+    np.testing.assert_allclose(sum(p.grad for p in parts), ev.grad, rtol=1e-10)
     result = sh.fit(objective, sh.FitSettings(n_starts=1, max_iter=30, seed=0),
                     progress=False)
     best = result.optimize_result.list[0]

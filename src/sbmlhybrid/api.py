@@ -123,13 +123,17 @@ def create_objective(problem: Problem, compiled: Any = None,
 
 def describe(problem: Problem) -> dict[str, Any]:
     """What `sbmlhybrid validate` prints: kind, measurements, conditions (experiments),
-    estimated parameters, networks (SciML and hybrid problems)."""
+    estimated parameters, networks (SciML and hybrid problems), and the defaults the loader
+    applied (``defaults``: one line each; a bare SBML model's derived condition, observables,
+    noise parameters and estimated parameters, `sbmlhybrid.problem.Problem.notes`)."""
+    defaults = list(getattr(problem, "notes", None) or [])
     if isinstance(problem, SciMLProblem):
         inner = problem.problem.petab_problem
         return {"kind": "PEtab SciML", "measurements": len(inner.measurement_df),
                 "conditions": len(problem.condition_ids), "estimated": problem.n_free,
                 "networks": {n: "pre-initialization" if any(p.nn_id == n for p in problem.pre)
-                             else "unrolled into the SBML" for n in problem.networks}}
+                             else "unrolled into the SBML" for n in problem.networks},
+                "defaults": defaults}
     pp = problem.petab_problem
     hybrid = getattr(problem, "hybrid", None)
     kind = "PEtab v2" if isinstance(problem, ProblemV2) else \
@@ -137,4 +141,4 @@ def describe(problem: Problem) -> dict[str, Any]:
     return {"kind": kind, "measurements": len(pp.measurement_df),
             "conditions": len(problem.condition_ids), "estimated": len(pp.x_free_ids),
             "networks": {t.name: "unrolled into the SBML" for t in hybrid.terms}
-            if hybrid is not None else {}}
+            if hybrid is not None else {}, "defaults": defaults}

@@ -81,6 +81,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     nets = "".join(f", network {n} ({how})" for n, how in d["networks"].items())
     print(f"OK: {problem.source} ({d['kind']}) — {d['measurements']} measurements, "
           f"{d['conditions']} conditions, {d['estimated']} estimated parameters{nets}")
+    if d["defaults"]:
+        print("defaults applied:")
+        for line in d["defaults"]:
+            print(f"  - {line}")
     return 0
 
 

@@ -10,8 +10,10 @@ torch modules (`load_weights(parameter_values(objective, x))`), the learned term
 Flux allocation inside a kinetic model: `couple_flux_allocation(problem, FluxCoupling(layer,
 {metabolite: ExchangeRate(rate_id, factor)}))` compiles the unconstrained allocation into the
 model; `TorchODE(problem, flux_coupling=...)` simulates it in torch with the flux bounds
-enforced, `train` fits that path; `TorchODEObjective` puts it behind the objective protocol
-(`fit`, `profile`, `sample`).
+enforced, `train` fits that path. `TorchODE` is itself an object of the objective protocol
+(`evaluate` on condition subsets, `simulate`, `pypesto_problem`), so `fit`, `profile`,
+`sample` and `sbmlhybrid.layers.ObjectiveLayer` take it; `TorchODEObjective` is its former
+adapter, now a plain delegate.
 """
 
 from sbmlhybrid.hybrid.flux_coupling import (

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from sbmlhybrid.errors import InputError, NotSupportedError
+from sbmlhybrid.hybrid._torch_protocol import DTYPE, ProtocolMethods
 from sbmlhybrid.hybrid.flux_coupling import FluxCoupling
 from sbmlhybrid.hybrid.sbml_sympy import (
     constant_values,
@@ -41,7 +42,6 @@ from sbmlhybrid.hybrid.sbml_sympy import (
 )
 from sbmlhybrid.problem import Problem
 
-DTYPE = torch.float64
 _FAILED_STEP_VALUE = 1e20  # objective reported for a line-search trial whose simulation failed
 
 
@@ -76,8 +76,14 @@ def _check_scope(model: libsbml.Model, pp: petab.Problem) -> None:
             raise NotSupportedError(f"observable {oid!r}: only lin/normal is supported")
 
 
-class TorchODE(nn.Module):
+class TorchODE(ProtocolMethods, nn.Module):
     """Batched torch simulation and likelihood of a PEtab problem with a rate-rule model.
+
+    An object of the objective protocol (`sbmlhybrid.objective.Objective`; methods in
+    `sbmlhybrid.hybrid._torch_protocol`): ``x_free_ids``, ``x_nominal_free``, ``conditions``
+    (simulation condition ids), ``evaluate(x, conditions=...)`` (``nll`` and its autograd
+    gradient), ``simulate(x)`` (PEtab simulation table) and ``pypesto_problem``, so `fit`,
+    `profile`, `sample` and `sbmlhybrid.layers.ObjectiveLayer` take it.
 
     Args:
         problem: The PEtab problem (its measurement table defines conditions and times).
@@ -123,6 +129,7 @@ class TorchODE(nn.Module):
         self._compile_dynamics(model, kinetic, intercept, stage2)
         self._compile_observables(pp, intercept, stage2)
         self._tables(pp)
+        self._init_protocol(problem)
 
     def _symbols(self, intercept: Sequence[str]) -> tuple[list, list, list, sp.Symbol]:
         """Sympy symbols of states, constants, coupled rates, and time."""
@@ -255,7 +262,7 @@ class TorchODE(nn.Module):
         q = [] if coupled is None else list(coupled[2].unbind(-1))
         return self._stack(self._rhs(*args, *q), x)
 
-    def simulate(self, x_free: Tensor) -> Tensor:
+    def states(self, x_free: Tensor) -> Tensor:
         """States at ``self.times``: (n_times, n_conditions, n_states)."""
         return self._states(self.parameters_of(x_free))
 
@@ -305,17 +312,34 @@ class TorchODE(nn.Module):
         """Observables at ``self.times``: (n_times, n_conditions, n_observables)."""
         return self._observables(self.parameters_of(x_free))
 
-    def measurement_simulations(self, x_free: Tensor) -> Tensor:
-        """The simulated value of every measurement-table row, shape (n_measurements,)."""
-        return self._observables(self.parameters_of(x_free))[self._m_time, self._m_cond,
-                                                              self._m_obs]
-
-    def nll(self, x_free: Tensor) -> Tensor:
-        """Negative log-likelihood of the measurement table (same value as AMICI's -llh)."""
+    def _subset(self, x_free: Tensor, conditions: Sequence[int] | None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        """Parameters of the conditions (rows in `conditions` order), the measurement rows
+        of those conditions (mask over the table) and each row's position in the subset."""
         p = self.parameters_of(x_free)
-        y = self._observables(p)[self._m_time, self._m_cond, self._m_obs]
-        sigma = self._stack(self._sigma(*p.unbind(-1)), p)[self._m_cond, self._m_obs]
-        r = (y - self._m_y) / sigma
+        if conditions is None:
+            return p, torch.ones(len(self._m_y), dtype=torch.bool), self._m_cond
+        idx = torch.as_tensor(list(conditions), dtype=torch.long)
+        position = torch.full((len(self.condition_ids),), -1, dtype=torch.long)
+        position[idx] = torch.arange(len(idx))
+        mask = position[self._m_cond] >= 0
+        return p[idx], mask, position[self._m_cond[mask]]
+
+    def measurement_simulations(self, x_free: Tensor, conditions: Sequence[int] | None = None
+                                ) -> Tensor:
+        """The simulated value of every measurement-table row (of the conditions with these
+        indices; default all), shape (n_rows,), in table order."""
+        p, mask, cond = self._subset(x_free, conditions)
+        return self._observables(p)[self._m_time[mask], cond, self._m_obs[mask]]
+
+    def nll(self, x_free: Tensor, conditions: Sequence[int] | None = None) -> Tensor:
+        """Negative log-likelihood of the measurement table (of the conditions with these
+        indices; default all): the same value as AMICI's -llh up to the RK4 error."""
+        p, mask, cond = self._subset(x_free, conditions)
+        obs = self._m_obs[mask]
+        y = self._observables(p)[self._m_time[mask], cond, obs]
+        sigma = self._stack(self._sigma(*p.unbind(-1)), p)[cond, obs]
+        r = (y - self._m_y[mask]) / sigma
         return 0.5 * torch.sum(r**2 + torch.log(2 * math.pi * sigma**2))
 
 

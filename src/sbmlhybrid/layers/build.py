@@ -46,7 +46,13 @@ def layer_from_objective(objective: ModelObjective, input_ids: Sequence[str],
                          input_scale: str | Sequence[str] = "lin", sensitivity: str = "auto",
                          solver: SolverSettings | None = None, num_threads: int = 1
                          ) -> SimulatorLayer:
-    """Layer over a PEtab problem's model; one condition-table row per PEtab condition.
+    """Observables layer over a PEtab v1 problem's model; one condition-table row per PEtab
+    condition.
+
+    It reads the AMICI ExpData that pyPESTO's parameter mapping fills, which only a
+    `ModelObjective` (PEtab v1, bare SBML, hybrid) has; for any objective of the protocol
+    (PEtab v2, SciML, torch ODE) `sbmlhybrid.layers.ObjectiveLayer` is the torch layer (its
+    negative log-likelihood, differentiable).
 
     Args:
         objective: The problem's objective (its compiled model and parameter mapping).
@@ -59,7 +65,16 @@ def layer_from_objective(objective: ModelObjective, input_ids: Sequence[str],
         sensitivity: Backward mode, see `SimulatorLayer`.
         solver: Tolerances (default: the problem's solver settings).
         num_threads: OpenMP threads per batch.
+
+    Raises:
+        NotSupportedError: `objective` is not a `ModelObjective` (names `ObjectiveLayer`).
     """
+    if not isinstance(objective, ModelObjective):
+        raise NotSupportedError(
+            f"layer_from_objective builds an observables layer from the AMICI ExpData of a "
+            f"PEtab v1 ModelObjective; {type(objective).__name__} has none: use "
+            "sbmlhybrid.layers.ObjectiveLayer(objective, input_ids) (the negative "
+            "log-likelihood of any objective as a torch function)")
     idx = objective.condition_indices(conditions)
     objective.evaluate(x_free, idx, gradient=False, raise_on_failure=False)  # fills ExpData
     ids, fixed, free = [], [], []

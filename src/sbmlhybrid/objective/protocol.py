@@ -9,7 +9,9 @@ full one), ``evaluate(x, conditions=..., gradient=True)`` ->
 ``simulate(x)`` -> PEtab simulation table, and ``pypesto_problem``: a `pypesto.Problem` whose
 objective computes the same value and gradient (plus the prior terms of a log-posterior).
 Implemented by `ModelObjective` (PEtab v1, bare SBML, hybrid problems), `PetabV2Objective`,
-`sbmlhybrid.sciml.objective.SciMLObjective` and `sbmlhybrid.hybrid.TorchODEObjective`.
+`sbmlhybrid.sciml.objective.SciMLObjective` and the torch-side ODE `sbmlhybrid.hybrid.TorchODE`
+(`TorchODEObjective`, its former adapter, delegates to it). Taken by `fit`, `profile`,
+`sample`, the CLI and the torch layer `sbmlhybrid.layers.ObjectiveLayer`.
 
 `EvaluateObjective` is the pyPESTO side for objectives that have no pyPESTO objective of their
 own: a `pypesto.objective.ObjectiveBase` over the free vector that calls ``evaluate``

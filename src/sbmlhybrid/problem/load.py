@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,9 @@ class Problem:
             (timepoint-specific observable/noise parameter overrides).
         experiments: For PEtab v2 input: experiment id -> (pre-equilibration condition id
             or None, simulation condition id) of the v1 tables; None for v1 input.
+        notes: The defaults the loader applied, one line each (a bare SBML model: derived
+            condition, observables, noise parameters, estimated parameters); empty for
+            complete PEtab input.
     """
 
     petab_problem: petab.Problem
@@ -59,6 +63,7 @@ class Problem:
     solver: SolverSettings = field(default_factory=SolverSettings)
     unflattened: petab.Problem | None = None
     experiments: dict[str, tuple[str | None, str]] | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def sbml_text(self) -> str:
@@ -110,7 +115,8 @@ def _unsupported(problem: petab.Problem, files: dict[str, str | None]) -> list[I
 
 
 def _finish(problem: petab.Problem, name: str, source: Path | None,
-            files: dict[str, str | None], solver: SolverSettings) -> Problem:
+            files: dict[str, str | None], solver: SolverSettings,
+            notes: Sequence[str] = ()) -> Problem:
     unsupported = _unsupported(problem, files)
     if unsupported:
         raise NotSupportedError(unsupported, header="Problem uses features AMICI cannot simulate")
@@ -123,7 +129,7 @@ def _finish(problem: petab.Problem, name: str, source: Path | None,
         # are mapped back to the user's ids (ModelObjective.simulate).
         original = copy.deepcopy(problem)
         petab.flatten_timepoint_specific_output_overrides(problem)
-    return Problem(problem, name, source, files, solver, original)
+    return Problem(problem, name, source, files, solver, original, notes=list(notes))
 
 
 def load_problem(
@@ -204,67 +210,122 @@ def load_problem(
     return _finish(problem, problem_name(path), path, files, solver or solver_settings(config))
 
 
-def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | None) -> Problem:
-    """A PEtab problem from a bare SBML model and a measurement table.
+#: Condition of a bare SBML measurement table without a simulationConditionId column.
+DEFAULT_CONDITION_ID = "condition1"
+#: Estimated sigma of a bare SBML observable without numeric noiseParameters.
+SIGMA_DEFAULTS = {petab.PARAMETER_SCALE: petab.LOG10, petab.LOWER_BOUND: 1e-3,
+                  petab.UPPER_BOUND: 1e3, petab.NOMINAL_VALUE: 1.0, petab.ESTIMATE: 1}
 
-    Derived tables: one observable per `observableId`, whose formula is the model entity of
-    that id (or of the id without an `obs_`/`y_` prefix) with normal noise; sigma is the
-    measurement's `noiseParameters` when numeric, else an estimated `sigma_<obs>`. One
-    condition per `simulationConditionId`, changing nothing. Every SBML parameter without an
-    assignment or rate rule is estimated on log10 scale within [nominal/1000, nominal*1000]
-    (non-positive nominal values: linear scale in [-10, 10]).
-    """
-    doc = load_sbml(sbml)
-    model = doc.getModel()
+
+def _read_bare_measurements(measurements: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The measurement table of a bare SBML model, one condition added if it has none."""
     meas = _read_table(measurements, "measurement")
-    missing = {petab.OBSERVABLE_ID, petab.SIMULATION_CONDITION_ID, petab.TIME,
-               petab.MEASUREMENT} - set(meas.columns)
+    missing = {petab.OBSERVABLE_ID, petab.TIME, petab.MEASUREMENT} - set(meas.columns)
     if missing:
         raise InputError(Issue(f"missing columns {sorted(missing)}", str(measurements), 1))
     if meas.empty:
         raise InputError(Issue("measurement table has no rows", str(measurements)))
-    issues = []
-    obs_rows, noise_columns = [], {}
-    for oid in dict.fromkeys(meas[petab.OBSERVABLE_ID]):
-        entity = next((c for c in (oid, oid.removeprefix("obs_"), oid.removeprefix("y_"))
+    notes = []
+    if petab.SIMULATION_CONDITION_ID not in meas:
+        meas.insert(1, petab.SIMULATION_CONDITION_ID, DEFAULT_CONDITION_ID)
+        notes.append(f"no {petab.SIMULATION_CONDITION_ID} column: one condition "
+                     f"{DEFAULT_CONDITION_ID!r} added for all {len(meas)} measurements "
+                     "(it changes nothing in the model)")
+    return meas, notes
+
+
+def _derive_observables(meas: pd.DataFrame, model: libsbml.Model, measurements: Path
+                        ) -> tuple[list[dict], list[dict], list[str]]:
+    """Observable rows, estimated sigma rows and notes; renames in `meas` an observableId
+    that is a model entity id to ``obs_<id>`` (PEtab ids must not shadow model entities)."""
+    issues, obs_rows, sigma_rows, notes = [], [], [], []
+    used = set(meas[petab.OBSERVABLE_ID])
+    for given in dict.fromkeys(meas[petab.OBSERVABLE_ID]):
+        oid = given
+        if model.getElementBySId(given) is not None and f"obs_{given}" not in used:
+            oid = f"obs_{given}"
+            meas.loc[meas[petab.OBSERVABLE_ID] == given, petab.OBSERVABLE_ID] = oid
+            notes.append(f"observable {given!r} (a model entity) -> observable id {oid!r}, "
+                         f"formula {given}")
+        entity = next((c for c in (given, oid.removeprefix("obs_"), oid.removeprefix("y_"))
                        if model.getElementBySId(c) is not None), None)
+        rows = meas[petab.OBSERVABLE_ID] == oid
         if entity is None:
-            row = int(meas.index[meas[petab.OBSERVABLE_ID] == oid][0]) + 2
-            issues.append(Issue(f"observable {oid!r} matches no SBML entity", str(measurements),
-                                row, petab.OBSERVABLE_ID, oid))
+            issues.append(Issue(f"observable {given!r} matches no SBML entity", str(measurements),
+                                int(meas.index[rows][0]) + 2, petab.OBSERVABLE_ID, given))
             continue
-        numeric = pd.to_numeric(meas.loc[meas[petab.OBSERVABLE_ID] == oid].get(
-            petab.NOISE_PARAMETERS, pd.Series(dtype=float)), errors="coerce")
-        given = len(numeric) and numeric.notna().all()
-        sigma = f"noiseParameter1_{oid}" if given else f"sigma_{oid}"
-        noise_columns[oid] = sigma
+        if oid == given:
+            notes.append(f"observable {oid!r}: formula {entity} (the model entity)")
+        numeric = pd.to_numeric(meas.loc[rows].get(petab.NOISE_PARAMETERS,
+                                                   pd.Series(dtype=float)), errors="coerce")
+        if len(numeric) and numeric.notna().all():
+            sigma = f"noiseParameter1_{oid}"
+            notes.append(f"sigma of {oid!r}: the {petab.NOISE_PARAMETERS} column")
+        else:
+            sigma = f"sigma_{oid}"
+            sigma_rows.append({petab.PARAMETER_ID: sigma, **SIGMA_DEFAULTS})
+            notes.append(
+                f"sigma of {oid!r} estimated: noise parameter {sigma!r} added, normal noise, "
+                f"{SIGMA_DEFAULTS[petab.PARAMETER_SCALE]} scale, bounds "
+                f"[{SIGMA_DEFAULTS[petab.LOWER_BOUND]:g}, {SIGMA_DEFAULTS[petab.UPPER_BOUND]:g}], "
+                f"nominal {SIGMA_DEFAULTS[petab.NOMINAL_VALUE]:g}")
         obs_rows.append({petab.OBSERVABLE_ID: oid, petab.OBSERVABLE_FORMULA: entity,
                          petab.NOISE_FORMULA: sigma, petab.NOISE_DISTRIBUTION: "normal"})
     if issues:
         raise InputError(issues, header="Cannot derive observables")
-    cond_ids = list(dict.fromkeys(meas[petab.SIMULATION_CONDITION_ID]))
-    if petab.PREEQUILIBRATION_CONDITION_ID in meas:
-        cond_ids += [c for c in meas[petab.PREEQUILIBRATION_CONDITION_ID].dropna().unique()
-                     if c not in cond_ids]
+    return obs_rows, sigma_rows, notes
+
+
+def _derive_parameters(model: libsbml.Model) -> tuple[list[dict], list[str]]:
+    """Parameter rows of every constant SBML parameter without a rule, and notes."""
     ruled = {model.getRule(i).getVariable() for i in range(model.getNumRules())}
     ruled |= {model.getInitialAssignment(i).getSymbol()
               for i in range(model.getNumInitialAssignments())}
-    par_rows = []
+    rows, log_ids, lin_ids = [], [], []
     for p in model.getListOfParameters():
         if p.getId() in ruled or not p.getConstant():
             continue
         value = p.getValue()
         log = value > 0
-        par_rows.append({petab.PARAMETER_ID: p.getId(),
-                         petab.PARAMETER_SCALE: petab.LOG10 if log else petab.LIN,
-                         petab.LOWER_BOUND: value / 1000 if log else -10.0,
-                         petab.UPPER_BOUND: value * 1000 if log else 10.0,
-                         petab.NOMINAL_VALUE: value, petab.ESTIMATE: 1})
-    for sigma in noise_columns.values():
-        if sigma.startswith("sigma_"):
-            par_rows.append({petab.PARAMETER_ID: sigma, petab.PARAMETER_SCALE: petab.LOG10,
-                             petab.LOWER_BOUND: 1e-3, petab.UPPER_BOUND: 1e3,
-                             petab.NOMINAL_VALUE: 1.0, petab.ESTIMATE: 1})
+        (log_ids if log else lin_ids).append(p.getId())
+        rows.append({petab.PARAMETER_ID: p.getId(),
+                     petab.PARAMETER_SCALE: petab.LOG10 if log else petab.LIN,
+                     petab.LOWER_BOUND: value / 1000 if log else -10.0,
+                     petab.UPPER_BOUND: value * 1000 if log else 10.0,
+                     petab.NOMINAL_VALUE: value, petab.ESTIMATE: 1})
+    notes = []
+    if log_ids:
+        notes.append(f"estimated on log10 scale in [nominal/1000, nominal*1000], nominal = "
+                     f"the SBML value: {', '.join(log_ids)}")
+    if lin_ids:
+        notes.append(f"estimated on linear scale in [-10, 10] (SBML value <= 0): "
+                     f"{', '.join(lin_ids)}")
+    return rows, notes
+
+
+def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | None) -> Problem:
+    """A PEtab problem from a bare SBML model and a measurement table.
+
+    Required columns: `observableId`, `time`, `measurement`. Derived tables: without a
+    `simulationConditionId` column, one condition (`DEFAULT_CONDITION_ID`) for every row;
+    one condition per `simulationConditionId`, changing nothing. One observable per
+    `observableId`, whose formula is the model entity of that id (or of the id without an
+    `obs_`/`y_` prefix) with normal noise; an id that is itself a model entity becomes
+    ``obs_<id>``. Sigma is the measurement's `noiseParameters` when numeric, else an
+    estimated `sigma_<obs>` (`SIGMA_DEFAULTS`). Every SBML parameter without an assignment
+    or rate rule is estimated on log10 scale within [nominal/1000, nominal*1000]
+    (non-positive nominal values: linear scale in [-10, 10]). Each default applied is one
+    line of the returned problem's `notes` (printed by `sbmlhybrid validate`).
+    """
+    doc = load_sbml(sbml)
+    model = doc.getModel()
+    meas, notes = _read_bare_measurements(measurements)
+    obs_rows, sigma_rows, obs_notes = _derive_observables(meas, model, measurements)
+    cond_ids = list(dict.fromkeys(meas[petab.SIMULATION_CONDITION_ID]))
+    if petab.PREEQUILIBRATION_CONDITION_ID in meas:
+        cond_ids += [c for c in meas[petab.PREEQUILIBRATION_CONDITION_ID].dropna().unique()
+                     if c not in cond_ids]
+    par_rows, par_notes = _derive_parameters(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         problem = petab.Problem(
@@ -272,7 +333,8 @@ def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | N
             condition_df=petab.get_condition_df(pd.DataFrame({petab.CONDITION_ID: cond_ids})),
             measurement_df=petab.get_measurement_df(meas),
             observable_df=petab.get_observable_df(pd.DataFrame(obs_rows)),
-            parameter_df=petab.get_parameter_df(pd.DataFrame(par_rows)),
+            parameter_df=petab.get_parameter_df(pd.DataFrame(par_rows + sigma_rows)),
         )
     files = {"sbml": str(sbml), "measurement": str(measurements)}
-    return _finish(problem, model.getId() or sbml.stem, sbml, files, solver or SolverSettings())
+    return _finish(problem, model.getId() or sbml.stem, sbml, files, solver or SolverSettings(),
+                   notes + obs_notes + par_notes)

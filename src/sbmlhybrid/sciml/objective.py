@@ -216,15 +216,19 @@ class SciMLObjective:
         values and gradients of single experiments sum to the full ones)."""
         xa = self._x(x_free)
         idx = self.condition_indices(conditions)
-        leaves, params = self._leaves(xa, gradient)
-        outputs = self._pre_outputs(leaves, params)
+        # the network gradients come from torch autograd, also when a caller (a torch
+        # layer's forward) runs with grad mode off
+        with torch.enable_grad():
+            leaves, params = self._leaves(xa, gradient)
+            outputs = self._pre_outputs(leaves, params)
         ev = self.model.evaluate(self._v1_vector(leaves, params, outputs), idx,
                                  gradient=gradient, raise_on_failure=raise_on_failure)
         if not gradient:
             return SciMLEvaluation(ev.fval, None)
         if not np.isfinite(ev.fval):
             return SciMLEvaluation(ev.fval, np.full(len(xa), np.nan))
-        return self._pull_back(ev, leaves, params, outputs)
+        with torch.enable_grad():
+            return self._pull_back(ev, leaves, params, outputs)
 
     def _pull_back(self, ev: Evaluation, leaves: dict[str, torch.Tensor],
                    params: dict[str, dict[str, torch.Tensor]],
