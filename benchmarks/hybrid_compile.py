@@ -1,21 +1,34 @@
-"""Cold compile time of unrolled networks in the CHO model, and recompile cost for new weights.
+"""Cold compile time of unrolled networks in the CHO model, per build option, in one run.
 
 Network: 2 inputs (Lac, Glc) -> width -> width -> 1 output (tanh), replacing the lactate-shift
 rate ``r_lac_shift`` of `petab_problems/cho_fedbatch` (gray box). Every build goes to a fresh
-temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile). Then the same
-architecture with re-initialized weights is "compiled" again: the cache key must be equal, so
-this is a cache lookup. The machine is shared, so the load average is recorded per timing.
+temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile). Builds:
 
-Usage: ``python benchmarks/hybrid_compile.py [--widths 4 8 16 32] [--fused 16]``
-Writes ``benchmarks/results/hybrid_compile.json`` (merged with earlier entries).
+- ``amici``: AMICI's own code generation (its ``smart_jacobian``) and C++ build (1 job);
+- ``sbmlhybrid``: the default (`sbmlhybrid.build._codegen`: free-symbol Jacobian, one C++ job
+  per core);
+- ``sbmlhybrid-O1``: the default with ``AMICI_CXXFLAGS=-O1`` (appended after CMake's -O3).
+
+For each build: wall and CPU seconds (this process + the compiler processes), 1-minute load
+before and after, whether the generated C++ equals the ``amici`` build's (SHA-256 of all
+sources), and the median seconds of one likelihood + gradient of the built model at nominal
+parameters (1 thread, 5 repeats; does -O1 cost simulation speed?). Then the same architecture
+with new weights is "compiled" again: the cache key must be equal, so that is a lookup.
+
+Usage: ``python benchmarks/hybrid_compile.py [--widths 32 64] [--builds amici sbmlhybrid ...]``
+Writes ``benchmarks/results/hybrid_compile.json`` from this run only. Headline: ``cold_s_h64``
+(``sbmlhybrid`` build, width 64), valid at ``loadavg_1min_before`` <= 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import hashlib
 import os
 import resource
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,8 +36,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "benchmarks" / "results" / "hybrid_compile.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, git_commit, load1, write_json  # noqa: E402
+
+BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-O1")
 
 
 def mlp(width: int, seed: int) -> nn.Sequential:
@@ -40,7 +55,52 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def build(width: int, representation: str, codegen: dict, seed: int = 0) -> dict:
+@contextlib.contextmanager
+def build_option(name: str):
+    """Environment and code-generation patch of one build option."""
+    import sbmlhybrid.build._store as store
+
+    saved = {k: os.environ.get(k) for k in ("AMICI_PARALLEL_COMPILE", "AMICI_CXXFLAGS")}
+    patch = store.faster_codegen
+    if name == "amici":
+        os.environ["AMICI_PARALLEL_COMPILE"] = "1"
+        store.faster_codegen = contextlib.nullcontext
+    elif name == "sbmlhybrid-O1":
+        os.environ["AMICI_CXXFLAGS"] = "-O1"
+    try:
+        yield
+    finally:
+        store.faster_codegen = patch
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _sources_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        if f.suffix in (".cpp", ".h") and f.is_file():
+            h.update(f.relative_to(path).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _gradient_s(hp, compiled) -> float:
+    from sbmlhybrid.hybrid import objective_of
+
+    objective = objective_of(hp, compiled)
+    objective.evaluate()  # first call loads and sets up
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        objective.evaluate()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def build(width: int, option: str, seed: int = 0) -> dict:
     from sbmlhybrid.build import cache_key
     from sbmlhybrid.build.cache import DEFAULT_CODEGEN
     from sbmlhybrid.hybrid import HYBRID_CODEGEN, NetworkTerm, compile_hybrid, hybridize
@@ -50,75 +110,69 @@ def build(width: int, representation: str, codegen: dict, seed: int = 0) -> dict
 
     def hybrid(s: int):
         term = NetworkTerm("lacnet", mlp(width, s), ["Lac", "Glc"], ["r_lac_shift"],
-                           output_transform="softplus", output_scale=0.3,
-                           representation=representation)
+                           output_transform="softplus", output_scale=0.3)
         return hybridize(problem, [term])
 
     hp = hybrid(seed)
-    n_weights = len(hp.hybrid.weight_ids)
-    load0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    cpu0 = time.process_time() + _children_cpu()
-    compiled = compile_hybrid(hp, codegen)
-    cold = time.perf_counter() - t0
-    cpu = time.process_time() + _children_cpu() - cpu0
-    assert not compiled.hit, "expected a cold build"
-    load1 = os.getloadavg()[0]
-    size = sum(f.stat().st_size for f in compiled.path.rglob("*") if f.is_file())
-    gen = {}
-    for name in ("dwdp", "dwdw", "dwdx", "w", "dxdotdw", "dxdotdp_explicit"):
-        files = list(compiled.path.rglob(f"{name}.cpp"))
-        gen[name] = sum(f.stat().st_size for f in files)
-    # new weights, same architecture: must be a cache hit (0 s compile)
-    hp2 = hybrid(seed + 1)
-    opts = {**DEFAULT_CODEGEN, **HYBRID_CODEGEN, **codegen}
-    same_key = cache_key(hp2, opts) == cache_key(hp, opts)
-    t0 = time.perf_counter()
-    again = compile_hybrid(hp2, codegen)
-    recompile = time.perf_counter() - t0
-    return {"width": width, "representation": representation, "codegen": codegen,
-            "n_weights": n_weights, "cold_s": round(cold, 2), "cold_cpu_s": round(cpu, 2),
-            "loadavg_1min_before": round(load0, 2), "loadavg_1min_after": round(load1, 2),
-            "build_bytes": size, "generated_cpp_bytes": gen,
-            "recompile_new_weights_s": round(recompile, 4), "recompile_was_cache_hit": again.hit,
-            "cache_key_unchanged_by_weights": same_key}
+    with tempfile.TemporaryDirectory(prefix="hybrid_compile_") as tmp:
+        os.environ["SBMLHYBRID_CACHE_DIR"] = tmp
+        load_before = load1()
+        t0, cpu0 = time.perf_counter(), time.process_time() + _children_cpu()
+        with build_option(option):
+            compiled = compile_hybrid(hp)
+        cold = time.perf_counter() - t0
+        cpu = time.process_time() + _children_cpu() - cpu0
+        load_after = load1()
+        assert not compiled.hit, "expected a cold build"
+        digest = _sources_digest(compiled.path)
+        grad_s = _gradient_s(hp, compiled)
+        hp2 = hybrid(seed + 1)  # new weights, same architecture: a cache hit
+        opts = {**DEFAULT_CODEGEN, **HYBRID_CODEGEN}
+        t0 = time.perf_counter()
+        again = compile_hybrid(hp2)
+        recompile = time.perf_counter() - t0
+    return {"width": width, "build": option, "n_weights": len(hp.hybrid.weight_ids),
+            "cold_s": round(cold, 2), "cold_cpu_s": round(cpu, 2),
+            "loadavg_1min_before": load_before, "loadavg_1min_after": load_after,
+            "sources_sha256": digest, "gradient_s": round(grad_s, 4),
+            "recompile_new_weights_s": round(recompile, 4),
+            "recompile_was_cache_hit": again.hit,
+            "cache_key_unchanged_by_weights": cache_key(hp2, opts) == cache_key(hp, opts)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--widths", type=int, nargs="*", default=[4, 8, 16, 32])
-    ap.add_argument("--fused", type=int, nargs="*", default=[], help="widths for 'fused' too")
-    ap.add_argument("--conservation", type=int, nargs="*", default=[],
-                    help="widths also built with compute_conservation_laws=True")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--widths", type=int, nargs="*", default=[32, 64])
+    ap.add_argument("--builds", nargs="*", default=list(BUILDS), choices=BUILDS)
+    ap.add_argument("--out", default="hybrid_compile.json", help="file name under results/")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    runs = results.setdefault("runs", [])
-    plan = [(w, "split", {}) for w in args.widths]
-    plan += [(w, "fused", {}) for w in args.fused]
-    plan += [(w, "split", {"compute_conservation_laws": True}) for w in args.conservation]
-    for width, rep, codegen in plan:
-        with tempfile.TemporaryDirectory(prefix="hybrid_compile_") as tmp:
-            os.environ["SBMLHYBRID_CACHE_DIR"] = tmp
-            r = build(width, rep, codegen)
-        print(json.dumps(r), flush=True)
-        runs[:] = [x for x in runs if (x["width"], x["representation"], x["codegen"])
-                   != (width, rep, codegen)] + [r]
-        default = [x for x in runs if x["representation"] == "split" and not x["codegen"]]
-        for x in default:
-            results[f"cold_s_h{x['width']}"] = x["cold_s"]
-            results[f"n_weights_h{x['width']}"] = x["n_weights"]
-            if "cold_cpu_s" in x:
-                results[f"cold_cpu_s_h{x['width']}"] = x["cold_cpu_s"]
-        if default:
-            results["recompile_new_weights_s"] = max(x["recompile_new_weights_s"]
-                                                     for x in default)
-        results["cpu_count"] = os.cpu_count()
-        results["note"] = ("cold = wall s of AMICI codegen + C++ build into an empty cache, on "
-                           "a shared 2-core machine (see loadavg per run); cold_cpu = CPU s of "
-                           "this process + the build subprocesses (less load-dependent); "
-                           "recompile = same architecture, new weights (cache hit)")
-        OUT.write_text(json.dumps(results, indent=1))
+    os.environ["OMP_NUM_THREADS"] = "1"
+    runs = []
+    for width in args.widths:
+        for option in args.builds:
+            r = build(width, option)
+            print(r, flush=True)
+            runs.append(r)
+    result: dict = {"commit": git_commit(), "command": " ".join(sys.argv), "runs": runs,
+                    "cpu_count": os.cpu_count(),
+                    "note": "cold = wall s of AMICI code generation + C++ build into an empty "
+                            "cache; cold_cpu = CPU s of this process + the compiler processes; "
+                            "gradient_s = median s of one likelihood + gradient (1 thread); "
+                            "sources_sha256 equal across builds = the same generated code"}
+    for r in runs:
+        amici = next((x for x in runs if x["width"] == r["width"] and x["build"] == "amici"),
+                     None)
+        if amici is not None:
+            r["same_code_as_amici"] = r["sources_sha256"] == amici["sources_sha256"]
+        if r["build"] == "sbmlhybrid":
+            w = r["width"]
+            result |= {f"cold_s_h{w}": r["cold_s"], f"cold_cpu_s_h{w}": r["cold_cpu_s"],
+                       f"n_weights_h{w}": r["n_weights"],
+                       f"loadavg_1min_before_h{w}": r["loadavg_1min_before"]}
+            if w == 64:
+                result["loadavg_1min_before"] = r["loadavg_1min_before"]
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -83,13 +83,21 @@ def reference_qp(S_int, S_m, r, w, eps, lb, ub):
     return v
 
 
+def _canonical_basis(N):
+    """An orthonormal basis of span(N) that depends on the space alone: the SVD's null-space
+    basis differs between LAPACK builds (numpy 2.4 vs 2.5 gave other test problems)."""
+    G = np.random.default_rng(0).normal(size=N.shape)  # own stream: the problem's is untouched
+    Q, R = np.linalg.qr(N @ (N.T @ G))
+    return Q * np.sign(np.diag(R))
+
+
 def random_problem(seed, n_int=7, n_m=5, n=12, regime="active"):
     rng = np.random.default_rng(seed)
     S = np.round(rng.normal(size=(n_int + n_m, n)), 1)
     S[:, rng.choice(n, 2, replace=False)] = 0.0  # fluxes seen by nothing but eps
     S[:n_int, 0] = S[:n_int, 1] = S[:n_int, 2]  # parallel routes through the balances
     _, _, Vt = np.linalg.svd(S[:n_int])
-    N = Vt[np.linalg.matrix_rank(S[:n_int]):].T
+    N = _canonical_basis(Vt[np.linalg.matrix_rank(S[:n_int]):].T)
     v_feas = N @ rng.normal(size=N.shape[1])
     width = 50.0 if regime == "inactive" else rng.uniform(0.05, 0.6, n)
     lb, ub = v_feas - width, v_feas + width
