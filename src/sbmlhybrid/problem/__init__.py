@@ -3,6 +3,7 @@
 Entry point: `load_problem(path, measurements=None)` -> `Problem`.
 """
 
-from sbmlhybrid.problem.load import Problem, SolverSettings, load_problem
+from sbmlhybrid.problem._common import load_sbml
+from sbmlhybrid.problem.load import Problem, SolverSettings, load_problem, problem_from_tables
 
-__all__ = ["Problem", "SolverSettings", "load_problem"]
+__all__ = ["Problem", "SolverSettings", "load_problem", "load_sbml", "problem_from_tables"]

@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 # Table kind -> its id column, whose values must be unique.
 _ID_COLUMNS = {"condition": petab.CONDITION_ID, "observable": petab.OBSERVABLE_ID,
                "parameter": petab.PARAMETER_ID}
-# The old private name, still imported by sbmlhybrid.sciml.importer (SciML front-door work,
-# issue 14); new code imports `load_sbml` from sbmlhybrid.problem._common.
-_load_sbml = load_sbml
 
 
 @dataclass
@@ -114,9 +111,24 @@ def _unsupported(problem: petab.Problem, files: dict[str, str | None]) -> list[I
     return issues
 
 
-def _finish(problem: petab.Problem, name: str, source: Path | None,
-            files: dict[str, str | None], solver: SolverSettings,
-            notes: Sequence[str] = ()) -> Problem:
+def problem_from_tables(problem: petab.Problem, name: str, source: Path | None,
+                        files: dict[str, str | None], solver: SolverSettings,
+                        notes: Sequence[str] = ()) -> Problem:
+    """A `Problem` from PEtab v1 tables assembled in memory (the bare-SBML door, the SciML
+    importer), checked as a problem file would be.
+
+    Args:
+        problem: The petab.v1 problem (model and tables).
+        name: The problem's name (build and result names).
+        source: The file it came from (errors name it), or None.
+        files: Table kind -> file it came from (errors name them; None: built in memory).
+        solver: Solver settings.
+        notes: Defaults the caller applied (printed by ``sbmlhybrid validate``).
+
+    Raises:
+        NotSupportedError: features AMICI cannot simulate.
+        InputError: the tables fail validation (file, row and entity named).
+    """
     unsupported = _unsupported(problem, files)
     if unsupported:
         raise NotSupportedError(unsupported, header="Problem uses features AMICI cannot simulate")
@@ -207,7 +219,8 @@ def load_problem(
             )
     except (KeyError, ValueError, AssertionError) as err:
         raise InputError(Issue(f"malformed table: {err}", str(path))) from err
-    return _finish(problem, problem_name(path), path, files, solver or solver_settings(config))
+    return problem_from_tables(problem, problem_name(path), path, files,
+                               solver or solver_settings(config))
 
 
 #: Condition of a bare SBML measurement table without a simulationConditionId column.
@@ -336,5 +349,5 @@ def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | N
             parameter_df=petab.get_parameter_df(pd.DataFrame(par_rows + sigma_rows)),
         )
     files = {"sbml": str(sbml), "measurement": str(measurements)}
-    return _finish(problem, model.getId() or sbml.stem, sbml, files, solver or SolverSettings(),
-                   notes + obs_notes + par_notes)
+    return problem_from_tables(problem, model.getId() or sbml.stem, sbml, files,
+                               solver or SolverSettings(), notes + obs_notes + par_notes)

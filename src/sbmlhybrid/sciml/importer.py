@@ -42,11 +42,7 @@ from petab.v2.core import ConditionTable, ExperimentTable, MeasurementTable
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.hybrid import NetworkTerm, hybridize
-from sbmlhybrid.problem import SolverSettings
-
-# private loader steps of the problem package, used here only: the SciML tables become a
-# petab.v1 problem that must be validated exactly as a v1 YAML would be
-from sbmlhybrid.problem.load import _finish, _load_sbml
+from sbmlhybrid.problem import SolverSettings, load_sbml, problem_from_tables
 from sbmlhybrid.problem.v2 import DEFAULT_CONDITION, experiments_to_conditions, measurements_to_v1
 from sbmlhybrid.sciml.dynamic import dynamic_term, with_assignments
 from sbmlhybrid.sciml.hdf5 import read_inputs
@@ -127,7 +123,7 @@ class _Import:
         models = config.get("model_files") or {}
         if len(models) != 1:
             raise NotSupportedError(Issue("exactly one model file is supported", self.where))
-        self.doc = _load_sbml(path.parent / str(next(iter(models.values()))["location"]))
+        self.doc = load_sbml(path.parent / str(next(iter(models.values()))["location"]))
         self.model = self.doc.getModel()
         self.sbml_ids = {e.getId() for e in self.doc.getListOfAllElements() if e.isSetId()}
         self._parameters()
@@ -336,7 +332,7 @@ def load_sciml_problem(path: str | Path, solver: SolverSettings | None = None,
     unrolled = state.dynamic_networks()
     settings = solver or sciml_solver_settings(config)
     name = f"sciml_{state.model.getId() or 'model'}"
-    problem = _finish(state.v1_problem(), name, path, {"sbml": None}, settings)
+    problem = problem_from_tables(state.v1_problem(), name, path, {"sbml": None}, settings)
     if unrolled:
         problem = hybridize(problem, [term for term, _ in unrolled.values()],
                             name=f"{name}_{'_'.join(unrolled)}")
