@@ -151,11 +151,12 @@ def _non_finite(name: str, label: str, layer: nn.Linear) -> list[Issue]:
     for kind, tensor in (("weight", layer.weight), ("bias", layer.bias)):
         if tensor is None:
             continue
-        bad = (~torch.isfinite(tensor.detach())).nonzero()
+        values = tensor.detach()
+        bad = (~torch.isfinite(values)).nonzero()
         if len(bad):
             where = tuple(int(i) for i in bad[0])
             out.append(Issue(f"{name}: {label}: {len(bad)} non-finite {kind} value(s), first "
-                             f"at {kind}{list(where)} = {float(tensor[where])}", entity=name))
+                             f"at {kind}{list(where)} = {float(values[where])}", entity=name))
     return out
 
 
