@@ -12,8 +12,9 @@ temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile). 
 For each build: wall and CPU seconds (this process + the compiler processes), 1-minute load
 before and after, whether the generated C++ equals the ``amici`` build's (SHA-256 of all
 sources), and the median seconds of one likelihood + gradient of the built model at nominal
-parameters (1 thread, 5 repeats; does -O1 cost simulation speed?). Then the same architecture
-with new weights is "compiled" again: the cache key must be equal, so that is a lookup.
+parameters (1 thread, median of ``--repeats``; does -O1 cost simulation speed?). Then the
+same architecture with new weights is "compiled" again: the cache key must be equal, so that
+is a lookup.
 
 Usage: ``python benchmarks/hybrid_compile.py [--widths 32 64] [--builds amici sbmlhybrid ...]``
 Writes ``benchmarks/results/hybrid_compile.json`` from this run only. Headline: ``cold_s_h64``
@@ -87,20 +88,20 @@ def _sources_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _gradient_s(hp, compiled) -> float:
+def _gradient_s(hp, compiled, repeats: int) -> float:
     from sbmlhybrid.hybrid import objective_of
 
     objective = objective_of(hp, compiled)
     objective.evaluate()  # first call loads and sets up
     times = []
-    for _ in range(5):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         objective.evaluate()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def build(width: int, option: str, seed: int = 0) -> dict:
+def build(width: int, option: str, repeats: int, seed: int = 0) -> dict:
     from sbmlhybrid.build import cache_key
     from sbmlhybrid.build.cache import DEFAULT_CODEGEN
     from sbmlhybrid.hybrid import HYBRID_CODEGEN, NetworkTerm, compile_hybrid, hybridize
@@ -125,7 +126,7 @@ def build(width: int, option: str, seed: int = 0) -> dict:
         load_after = load1()
         assert not compiled.hit, "expected a cold build"
         digest = _sources_digest(compiled.path)
-        grad_s = _gradient_s(hp, compiled)
+        grad_s = _gradient_s(hp, compiled, repeats)
         hp2 = hybrid(seed + 1)  # new weights, same architecture: a cache hit
         opts = {**DEFAULT_CODEGEN, **HYBRID_CODEGEN}
         t0 = time.perf_counter()
@@ -145,20 +146,22 @@ def main() -> None:
     ap.add_argument("--widths", type=int, nargs="*", default=[32, 64])
     ap.add_argument("--builds", nargs="*", default=list(BUILDS), choices=BUILDS)
     ap.add_argument("--out", default="hybrid_compile.json", help="file name under results/")
+    ap.add_argument("--repeats", type=int, default=3, help="timed gradients per build")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
     runs = []
     for width in args.widths:
         for option in args.builds:
-            r = build(width, option)
+            r = build(width, option, args.repeats)
             print(r, flush=True)
             runs.append(r)
     result: dict = {"commit": git_commit(), "command": " ".join(sys.argv), "runs": runs,
                     "cpu_count": os.cpu_count(),
                     "note": "cold = wall s of AMICI code generation + C++ build into an empty "
                             "cache; cold_cpu = CPU s of this process + the compiler processes; "
-                            "gradient_s = median s of one likelihood + gradient (1 thread); "
+                            "gradient_s = median s of one likelihood + gradient (1 thread, random "
+                            "initial weights); "
                             "sources_sha256 equal across builds = the same generated code"}
     for r in runs:
         amici = next((x for x in runs if x["width"] == r["width"] and x["build"] == "amici"),
