@@ -126,7 +126,7 @@ def build(width: int, option: str, repeats: int, seed: int = 0) -> dict:
         load_after = load1()
         assert not compiled.hit, "expected a cold build"
         digest = _sources_digest(compiled.path)
-        grad_s = _gradient_s(hp, compiled, repeats)
+        grad_s = _gradient_s(hp, compiled, repeats) if repeats else None
         hp2 = hybrid(seed + 1)  # new weights, same architecture: a cache hit
         opts = {**DEFAULT_CODEGEN, **HYBRID_CODEGEN}
         t0 = time.perf_counter()
@@ -135,7 +135,8 @@ def build(width: int, option: str, repeats: int, seed: int = 0) -> dict:
     return {"width": width, "build": option, "n_weights": len(hp.hybrid.weight_ids),
             "cold_s": round(cold, 2), "cold_cpu_s": round(cpu, 2),
             "loadavg_1min_before": load_before, "loadavg_1min_after": load_after,
-            "sources_sha256": digest, "gradient_s": round(grad_s, 4),
+            "sources_sha256": digest,
+            "gradient_s": None if grad_s is None else round(grad_s, 4),
             "recompile_new_weights_s": round(recompile, 4),
             "recompile_was_cache_hit": again.hit,
             "cache_key_unchanged_by_weights": cache_key(hp2, opts) == cache_key(hp, opts)}
@@ -146,7 +147,7 @@ def main() -> None:
     ap.add_argument("--widths", type=int, nargs="*", default=[32, 64])
     ap.add_argument("--builds", nargs="*", default=list(BUILDS), choices=BUILDS)
     ap.add_argument("--out", default="hybrid_compile.json", help="file name under results/")
-    ap.add_argument("--repeats", type=int, default=3, help="timed gradients per build")
+    ap.add_argument("--repeats", type=int, default=3, help="timed gradients per build (0: none)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
