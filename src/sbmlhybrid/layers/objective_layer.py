@@ -36,11 +36,9 @@ class _Evaluate(torch.autograd.Function):
         need = ctx.needs_input_grad[0]
         values, grads = [], []
         for row in theta.detach().cpu().numpy().astype(float):
-            # autograd is off inside a Function's forward; objectives that differentiate
-            # with torch (SciML networks, the torch ODE) need it on
-            with torch.enable_grad():
-                ev = layer.objective.evaluate(layer.free_vector(row), conditions,
-                                              gradient=need)
+            # autograd is off inside a Function's forward: the objectives that differentiate
+            # with torch (SciML networks, the torch ODE) turn it on in their own evaluate
+            ev = layer.objective.evaluate(layer.free_vector(row), conditions, gradient=need)
             values.append(ev.fval)
             if need:
                 grads.append(np.asarray(ev.grad, dtype=float)[layer.input_index])
