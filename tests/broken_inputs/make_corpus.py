@@ -2,12 +2,14 @@
 
 Each case is a folder with a full PEtab problem that has one defect; `cases.tsv` lists the
 case, the file the CLI is given, the extra CLI arguments, and a fragment the error message
-must contain (the offending file/entity/row). Run: python tests/broken_inputs/make_corpus.py
+must contain (the offending file/entity/row). The PEtab v1 cases are below; the PEtab v2 and
+PEtab SciML cases are in make_v2_corpus.py. Run: python tests/broken_inputs/make_corpus.py
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -202,12 +204,17 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str]] = [
 
 
 def main() -> None:
+    sys.path.insert(0, str(HERE.parents[1]))  # the repository: tests.sciml_spec_builder
+    from tests.broken_inputs.make_v2_corpus import CASES as V2_CASES
+
     rows = []
-    for case, mutate, fragment, target, args in CASES:
+    cases = [(c, True) for c in CASES] + [(c, False) for c in V2_CASES]
+    for (case, mutate, fragment, target, args), from_tiny in cases:
         folder = HERE / case
         if folder.exists():
             shutil.rmtree(folder)
-        shutil.copytree(TINY, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        if from_tiny:  # v1 mutations edit a copy; the v2 and SciML writers write it all
+            shutil.copytree(TINY, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
         mutate(folder)
         rows.append({"case": case, "input": target, "args": args, "expected": fragment})
     pd.DataFrame(rows).to_csv(HERE / "cases.tsv", sep="\t", index=False)

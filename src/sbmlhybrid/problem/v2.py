@@ -11,8 +11,9 @@ Hand-written: what petab.v2 leaves out or reports without a file — the model e
 one SBML model (PySB models need the pysb package, which is not installed: `NotSupportedError`
 naming pysb, checked before petab.v2 would try to import it); SBML read errors with libsbml's
 line numbers; validation issues named with the table file their check reads; an empty
-measurement table; non-finite measurements with their row; mapping-table entries that point
-outside the SBML model (AMICI cannot map those).
+measurement table; non-finite measurements and measurements naming an experiment the
+experiment table lacks, with their row (petab.v2 only warns about the latter); mapping-table
+entries that point outside the SBML model (AMICI cannot map those).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sbmlhybrid.problem.v2_to_v1 import (  # noqa: F401  (re-exported for the Sc
     experiments_to_conditions,
     measurements_to_v1,
     simulation_table_to_v2,
+    unknown_experiments,
 )
 
 #: Experiment id AMICI's v2 importer gives measurements without one (its private
@@ -141,8 +143,10 @@ def _issue_file(task: str | None, files: dict[str, list[str]], where: str) -> st
 
 
 def _measurement_issues(p2: v2.Problem, files: dict[str, list[str]]) -> list[Issue]:
-    """Empty measurement tables and non-finite measurements (row = TSV line, header 1)."""
+    """Empty measurement tables, non-finite measurements and measurements of experiments
+    the experiment table does not define (row = TSV line, header 1)."""
     issues = []
+    known = {e.id for e in p2.experiments}
     for path, table in zip(files.get("measurement", []), p2.measurement_tables, strict=False):
         if not table.measurements:
             issues.append(Issue("measurement table has no rows", path))
@@ -150,6 +154,7 @@ def _measurement_issues(p2: v2.Problem, files: dict[str, list[str]]) -> list[Iss
             if not math.isfinite(float(m.measurement)):
                 issues.append(Issue(f"measurement {m.measurement} is not finite", path, row,
                                     "measurement"))
+        issues += unknown_experiments(table.measurements, known, path)
     return issues
 
 
@@ -228,4 +233,4 @@ def _flatten_if_needed(problem: ProblemV2) -> None:
 
 
 __all__ = ["DEFAULT_CONDITION", "DEFAULT_EXPERIMENT", "ProblemV2", "experiments_to_conditions",
-           "load_v2", "measurements_to_v1", "simulation_table_to_v2"]
+           "load_v2", "measurements_to_v1", "simulation_table_to_v2", "unknown_experiments"]

@@ -176,6 +176,22 @@ def measurements_to_v1(measurements: list[Any],
     return df
 
 
+def unknown_experiments(measurements: list[Any], known: set[str], file: str | None
+                        ) -> list[Issue]:
+    """One issue per measurement whose ``experimentId`` is not in `known`.
+
+    Args:
+        measurements: The records of one measurement file, in file order (anything with
+            ``experiment_id``; None or empty: no experiment).
+        known: The experiment table's ids.
+        file: The measurement file (row = its TSV line, header 1).
+    """
+    return [Issue(f"unknown experiment {m.experiment_id!r} (not in the experiment table)",
+                  file, row, "experimentId", m.experiment_id)
+            for row, m in enumerate(measurements, start=2)
+            if m.experiment_id and m.experiment_id not in known]
+
+
 def simulation_table_to_v2(table: pd.DataFrame,
                            experiments: dict[str, tuple[str | None, str]]) -> pd.DataFrame:
     """A v1 simulation table (`ModelObjective.simulate`) with v2 ``experimentId`` column.
@@ -199,4 +215,4 @@ def simulation_table_to_v2(table: pd.DataFrame,
 
 
 __all__ = ["DEFAULT_CONDITION", "PREEQ_SUFFIX", "experiments_to_conditions",
-           "measurements_to_v1", "simulation_table_to_v2"]
+           "measurements_to_v1", "simulation_table_to_v2", "unknown_experiments"]

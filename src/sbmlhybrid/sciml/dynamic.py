@@ -33,6 +33,7 @@ from sbmlhybrid.hybrid import NetworkTerm
 from sbmlhybrid.hybrid.hybridize import set_assignment_rule
 from sbmlhybrid.problem.v2 import DEFAULT_CONDITION
 from sbmlhybrid.sciml.inputs import ArrayInput, array_for, parse_expression
+from sbmlhybrid.sciml.mapping import check_output_indices
 from sbmlhybrid.sciml.routing import InputSlot, as_sequential
 
 __all__ = ["dynamic_term", "with_assignments"]
@@ -204,11 +205,15 @@ def dynamic_term(state: Any, nn_id: str) -> tuple[NetworkTerm, dict[int, str], l
         (term, Sequential index -> layer id).
 
     Raises:
-        InputError: bad expressions or arrays (file, row and entity named).
+        InputError: bad expressions or arrays, output elements the network does not
+            compute (file, row and entity named).
         NotSupportedError: a graph or layer that cannot be unrolled into SBML.
     """
     seq, layer_of = as_sequential(state.nets[nn_id])
-    first = next(m for m in seq if isinstance(m, nn.Linear))
+    linear = [m for m in seq if isinstance(m, nn.Linear)]
+    first = linear[0]
+    # the chain's activations are element-wise: the last Linear sets the output size
+    check_output_indices(state.mapping_rows, nn_id, linear[-1].out_features)
     inputs = _inputs(state, nn_id, first.in_features)
     tgt_ids, kinds = _outputs(state, nn_id)
     bound = 10.0 + 2 * max(float(p.detach().abs().max()) for p in seq.parameters())

@@ -11,8 +11,9 @@ Older files carry ``metadata/pytorch_format`` (1 = row-major PyTorch indexing) i
 ``perm``. Arrays are always returned with PyTorch indexing: a column-major file's arrays
 (axes reversed when seen from a row-major reader) are transposed back.
 
-Hand-written: the layout handling, parameter loading with shape checks and the check for
-non-finite values (errors name the file, layer and array). Reused: h5py for the file IO.
+Hand-written: the layout handling, parameter loading with shape checks and the checks for
+non-finite values (errors name the file and the layer and array, or the input dataset).
+Reused: h5py for the file IO.
 """
 
 from __future__ import annotations
@@ -87,19 +88,43 @@ def read_parameters(path: str | Path) -> ParameterArrays:
     return out
 
 
+def _non_finite(arr: np.ndarray) -> str | None:
+    """``"<n> non-finite value(s) (first at index [i, ...])"`` for NaN/inf entries, else None."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "fc":  # integers are finite; other kinds fail where they are used
+        return None
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return None
+    first = [int(i) for i in np.argwhere(bad)[0]] if bad.ndim else []
+    return f"{int(bad.sum())} non-finite value(s) (first at index {first})"
+
+
 def check_finite(layers: Mapping[str, Mapping[str, np.ndarray]], file: str, nn_id: str
                  ) -> list[Issue]:
     """Issues for arrays of ``{layerId: {arrayId: array}}`` with NaN or infinite entries."""
     issues = []
     for layer_id, arrays in layers.items():
         for array_id, arr in arrays.items():
-            bad = ~np.isfinite(np.asarray(arr, dtype=float))
-            if bad.any():
-                first = [int(i) for i in np.argwhere(bad)[0]]
+            bad = _non_finite(arr)
+            if bad:
                 issues.append(Issue(
-                    f"parameters/{nn_id}/{layer_id}/{array_id}: {int(bad.sum())} non-finite "
-                    f"value(s) (first at index {first}) in network {nn_id!r}, layer "
-                    f"{layer_id!r}, array {array_id!r}", file=file, entity=layer_id))
+                    f"parameters/{nn_id}/{layer_id}/{array_id}: {bad} in network {nn_id!r}, "
+                    f"layer {layer_id!r}, array {array_id!r}", file=file, entity=layer_id))
+    return issues
+
+
+def check_finite_inputs(inputs: Mapping[str, Mapping[str, np.ndarray]], file: str
+                        ) -> list[Issue]:
+    """Issues for input arrays ``{inputId: {conditionKey: array}}`` with NaN or infinite
+    entries (a network fed one gives NaN outputs, hence a NaN objective)."""
+    issues = []
+    for input_id, per_key in inputs.items():
+        for key, arr in per_key.items():
+            bad = _non_finite(arr)
+            if bad:
+                issues.append(Issue(f"inputs/{input_id}/{key}: {bad} in array input "
+                                    f"{input_id!r}", file=file, entity=input_id))
     return issues
 
 

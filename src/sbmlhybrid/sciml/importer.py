@@ -20,7 +20,9 @@ Routing of each network (hand-written; see `sbmlhybrid.sciml.routing` for the ta
   assignment-rule placeholder named like the output id where an observable uses it), so
   AMICI's forward/adjoint sensitivities give the weight gradients.
 
-The mapping table is checked against the networks first (`sbmlhybrid.sciml.mapping`).
+The mapping table is checked against the networks first (`sbmlhybrid.sciml.mapping`), its
+output elements once the routing knows each network's output size; array inputs must be
+finite, and every measurement must name an experiment of the experiment table.
 
 The tables (experiments, long condition table, observables, measurements) go through the
 PEtab v2 -> v1 conversion of `sbmlhybrid.problem.v2`. In the compiled model every parameter
@@ -43,16 +45,26 @@ from petab.v2.core import ConditionTable, ExperimentTable, MeasurementTable
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.hybrid import NetworkTerm, hybridize
 from sbmlhybrid.problem import SolverSettings, load_sbml, problem_from_tables
-from sbmlhybrid.problem.v2 import DEFAULT_CONDITION, experiments_to_conditions, measurements_to_v1
+from sbmlhybrid.problem.v2 import (
+    DEFAULT_CONDITION,
+    experiments_to_conditions,
+    measurements_to_v1,
+    unknown_experiments,
+)
 from sbmlhybrid.sciml.dynamic import dynamic_term, with_assignments
-from sbmlhybrid.sciml.hdf5 import read_inputs
+from sbmlhybrid.sciml.hdf5 import check_finite_inputs, read_inputs
 from sbmlhybrid.sciml.inputs import (
     InputExpression,
     array_for,
     check_static_inputs,
     parse_expression,
 )
-from sbmlhybrid.sciml.mapping import check_mapping, mapping_dict, read_mapping
+from sbmlhybrid.sciml.mapping import (
+    check_mapping,
+    check_output_indices,
+    mapping_dict,
+    read_mapping,
+)
 from sbmlhybrid.sciml.objective import SciMLObjective
 from sbmlhybrid.sciml.problem import (
     array_files,
@@ -105,9 +117,9 @@ class _Import:
                                                 section.get("neural_nets")) or {}
         self.init = initialize_networks(path, config=config)
         self.nets = {k: v.net for k, v in self.init.items()}
-        rows = read_mapping(table_files(path, "mapping_files", config))
-        check_mapping(rows, self.nets)
-        mapping = mapping_dict(rows)
+        self.mapping_rows = read_mapping(table_files(path, "mapping_files", config))
+        check_mapping(self.mapping_rows, self.nets)
+        mapping = mapping_dict(self.mapping_rows)
         hyb: dict[str, str] = {}
         self.hyb_where: dict[str, Issue] = {}
         for f in [path.parent / str(x) for x in section.get("hybridization_files") or []]:
@@ -129,9 +141,14 @@ class _Import:
         self._parameters()
         self._experiments()
         self.arrays: dict[str, dict[str, tuple[np.ndarray, Path]]] = {}
+        issues: list[Issue] = []
         for af in array_files(path, config):
-            for k, v in read_inputs(af).items():
+            group = read_inputs(af)
+            issues += check_finite_inputs(group, str(af))
+            for k, v in group.items():
                 self.arrays.setdefault(k, {}).update({key: (a, af) for key, a in v.items()})
+        if issues:
+            raise InputError(issues, header="Invalid network input arrays")
 
     def files(self, key: str, required: bool = False) -> list[Path]:
         files = table_files(self.path, key, self.config)
@@ -180,8 +197,13 @@ class _Import:
                                       for c in p.condition_ids] for e in self.experiments}
         self.cond_df, self.exp_map = experiments_to_conditions(
             self.experiments, changes, self.model, set(self.v1_pdf.index), self.where)
-        measurements = MeasurementTable.from_df(
-            _tables(self.files("measurement_files", True))).measurements
+        measurements, issues = [], []
+        for f in self.files("measurement_files", True):
+            table = MeasurementTable.from_df(_tsv(f)).measurements
+            issues += unknown_experiments(table, set(self.exp_conditions), str(f))
+            measurements += table
+        if issues:  # v1 conversion would send them to the empty default condition
+            raise InputError(issues, header=f"Invalid PEtab SciML problem {self.path}")
         self.mdf_v1 = measurements_to_v1(measurements, self.exp_map)
         self.used_exps = list(dict.fromkeys((m.experiment_id or "") for m in measurements))
         self.odf = _tables(self.files("observable_files", True)).set_index(petab.OBSERVABLE_ID)
@@ -265,7 +287,9 @@ class _Import:
                             if c is not None:
                                 assign.setdefault(c, {})[t] = pid
             values = {p: float(self.mech.loc[p, petab.NOMINAL_VALUE]) for p in self.mech.index}
-            check_static_inputs(nn_id, self.nets[nn_id], per_exp, values)
+            n_out = check_static_inputs(nn_id, self.nets[nn_id], per_exp, values)
+            if n_out is not None:
+                check_output_indices(self.mapping_rows, nn_id, n_out)
             pre.append(PreNetwork(nn_id, io, per_exp, out_params))
         self.cond_df = with_assignments(self.cond_df, assign, self.model)
         if new_rows:

@@ -126,18 +126,24 @@ def network_arguments(args: list[list[Any]], values: Mapping[str, torch.Tensor]
 
 
 def check_static_inputs(nn_id: str, net: torch.nn.Module, per_experiment: dict[str, Any],
-                        values: Mapping[str, float]) -> None:
+                        values: Mapping[str, float]) -> int | None:
     """Evaluate a static network once per experiment at nominal parameter values.
+
+    Returns:
+        The fewest elements its first output has in any experiment (the output elements
+        the mapping table may name); None without experiments.
 
     Raises:
         InputError: the network cannot take an experiment's inputs, naming the array
             inputs (file, dataset, shape) or else the network.
     """
     tensors = {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}
+    sizes = []
     for eid, args in per_experiment.items():
         try:
             with torch.no_grad():
-                net(*network_arguments(args, tensors))
+                y = net(*network_arguments(args, tensors))
+            sizes.append((y[0] if isinstance(y, tuple) else y).numel())
         except (RuntimeError, ValueError, IndexError, TypeError, InputError) as err:
             why = str(err).strip().splitlines()[0]
             arrays = [a[0] for a in args if len(a) == 1 and isinstance(a[0], ArrayInput)]
@@ -147,3 +153,4 @@ def check_static_inputs(nn_id: str, net: torch.nn.Module, per_experiment: dict[s
                                               f"inputs of experiment {eid!r}: {why}",
                                               entity=nn_id)],
                              header="Network inputs do not fit the network") from err
+    return min(sizes) if sizes else None

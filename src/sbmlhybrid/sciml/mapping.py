@@ -12,6 +12,8 @@ Every entry that starts with a declared network id (or has the shape of a networ
 reference, ``x.inputs[...]``, ``x.outputs[...]``, ``x.parameters...``) must name a network of
 the problem YAML, an existing forward argument, layer, array and index; otherwise
 `check_mapping` raises `InputError` naming the mapping file, its row and the PEtab id.
+Output elements are checked against the network's output size by `check_output_indices`
+once the importer knows it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from torch import nn
 
 from sbmlhybrid.errors import InputError, Issue
 
-__all__ = ["PARAM_REF", "SLOT", "MappingRow", "check_mapping", "mapping_dict", "read_mapping"]
+__all__ = ["PARAM_REF", "SLOT", "MappingRow", "check_mapping", "check_output_indices",
+           "mapping_dict", "read_mapping"]
 
 #: ``net.inputs[i]``, ``net.inputs[i][j]``, ``net.outputs[i][j]``
 SLOT = re.compile(r"^(?P<net>[A-Za-z_]\w*)\.(?P<kind>inputs|outputs)\[(?P<i>\d+)\]"
@@ -103,6 +106,11 @@ def _problem_of(row: MappingRow, nets: dict[str, nn.Module]) -> str | None:
     model_id = row.model_id
     like = _NETLIKE.match(model_id)
     if like is None:
+        nn_id = model_id.partition(".")[0]
+        if "." in model_id and nn_id in nets:  # SBML and PEtab ids have no dots
+            return (f"{model_id!r} starts with network id {nn_id!r} but is not a network "
+                    f"reference ({nn_id}.inputs[i], {nn_id}.inputs[i][j], "
+                    f"{nn_id}.outputs[0][j], {nn_id}.parameters[layer].array[index])")
         return None  # a model entity: checked by the PEtab tables' own validation
     nn_id = like.group("net")
     if nn_id not in nets:
@@ -123,6 +131,36 @@ def _problem_of(row: MappingRow, nets: dict[str, nn.Module]) -> str | None:
             return (f"{model_id!r} names input argument {arg}, but network {nn_id!r} has "
                     f"{n_args} input argument(s)")
     return None
+
+
+def check_output_indices(rows: list[MappingRow], nn_id: str, n_outputs: int) -> None:
+    """Every ``<nn_id>.outputs[0][j]`` row names an element the network computes.
+
+    Checked once the routing knows the output size (the last Linear layer of a network
+    unrolled into the SBML; a trial evaluation of a static one), which the mapping check
+    cannot know from the network YAML alone.
+
+    Args:
+        rows: The mapping table.
+        nn_id: The network.
+        n_outputs: Number of elements of its first output.
+
+    Raises:
+        InputError: one issue per row with ``j >= n_outputs`` (file, row, column
+            ``modelEntityId``, PEtab id).
+    """
+    issues = []
+    for row in rows:
+        m = SLOT.match(row.model_id)
+        if m is None or m.group("net") != nn_id or m.group("kind") != "outputs" \
+                or m.group("j") is None or int(m.group("j")) < n_outputs:
+            continue
+        issues.append(Issue(f"mapping of {row.petab_id!r}: {row.model_id!r} names output "
+                            f"element {m.group('j')}, but network {nn_id!r} computes "
+                            f"{n_outputs} output value(s)", row.file, row.row,
+                            "modelEntityId", row.petab_id))
+    if issues:
+        raise InputError(issues, header="Invalid PEtab SciML mapping table")
 
 
 def check_mapping(rows: list[MappingRow], nets: dict[str, nn.Module]) -> None:
