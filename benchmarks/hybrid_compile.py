@@ -4,15 +4,19 @@ Network: 2 inputs (Lac, Glc) -> width -> width -> 1 output (tanh), replacing the
 rate ``r_lac_shift`` of `petab_problems/cho_fedbatch` (gray box). Every build goes to a fresh
 temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile). Builds:
 
-- ``amici``: AMICI's own code generation (its ``smart_jacobian``) and C++ build (1 job);
-- ``sbmlhybrid``: the default (`sbmlhybrid.build._codegen`: free-symbol Jacobian, one C++ job
-  per core);
-- ``sbmlhybrid-O1``: the default with ``AMICI_CXXFLAGS=-O1`` (appended after CMake's -O3).
+- ``amici``: AMICI's own code generation and C++ build (1 job, -O3);
+- ``sbmlhybrid``: the default (`sbmlhybrid.build._codegen`: free-symbol Jacobian, sparse
+  symbols and static indices; generated sources of >= 64 kB at -O1, the rest at -O3; one C++
+  job per core);
+- ``sbmlhybrid-O3``: the default code generation with every source at -O3;
+- ``sbmlhybrid-O0large``: the default with the large sources at -O0;
+- ``sbmlhybrid-O1``: the default with ``AMICI_CXXFLAGS=-O1`` (every source at -O1).
 
 For each build: wall and CPU seconds (this process + the compiler processes), 1-minute load
 before and after, whether the generated C++ equals the ``amici`` build's (SHA-256 of all
 sources), and the median seconds of one likelihood + gradient of the built model at nominal
-parameters (1 thread, median of ``--repeats``; does -O1 cost simulation speed?). Then the
+parameters (1 thread, median of ``--repeats``, widths in ``--gradient-widths``: does a lower
+optimization level cost simulation speed?). Then the
 same architecture with new weights is "compiled" again: the cache key must be equal, so that
 is a lookup.
 
@@ -40,7 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, git_commit, load1, write_json  # noqa: E402
 
-BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-O1")
+BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-O3", "sbmlhybrid-O0large", "sbmlhybrid-O1")
 
 
 def mlp(width: int, seed: int) -> nn.Sequential:
@@ -59,19 +63,24 @@ def _children_cpu() -> float:
 @contextlib.contextmanager
 def build_option(name: str):
     """Environment and code-generation patch of one build option."""
+    import sbmlhybrid.build._codegen as codegen
     import sbmlhybrid.build._store as store
 
     saved = {k: os.environ.get(k) for k in ("AMICI_PARALLEL_COMPILE", "AMICI_CXXFLAGS")}
-    patch = store.faster_codegen
+    patch, large_flags = store.faster_codegen, codegen.LARGE_SOURCE_FLAGS
     if name == "amici":
         os.environ["AMICI_PARALLEL_COMPILE"] = "1"
         store.faster_codegen = contextlib.nullcontext
     elif name == "sbmlhybrid-O1":
         os.environ["AMICI_CXXFLAGS"] = "-O1"
+    elif name == "sbmlhybrid-O3":
+        codegen.LARGE_SOURCE_FLAGS = ""
+    elif name == "sbmlhybrid-O0large":
+        codegen.LARGE_SOURCE_FLAGS = "-O0"
     try:
         yield
     finally:
-        store.faster_codegen = patch
+        store.faster_codegen, codegen.LARGE_SOURCE_FLAGS = patch, large_flags
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -148,13 +157,17 @@ def main() -> None:
     ap.add_argument("--builds", nargs="*", default=list(BUILDS), choices=BUILDS)
     ap.add_argument("--out", default="hybrid_compile.json", help="file name under results/")
     ap.add_argument("--repeats", type=int, default=3, help="timed gradients per build (0: none)")
+    ap.add_argument("--gradient-widths", type=int, nargs="*", default=[32],
+                    help="widths whose builds get the gradient timing (a 2x64 gray-box "
+                         "gradient with random weights takes minutes)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
     runs = []
     for width in args.widths:
         for option in args.builds:
-            r = build(width, option, args.repeats)
+            r = build(width, option,
+                      args.repeats if width in args.gradient_widths else 0)
             print(r, flush=True)
             runs.append(r)
     result: dict = {"commit": git_commit(), "command": " ".join(sys.argv), "runs": runs,

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+from pathlib import Path
 
 import libsbml
 import pytest
 import sympy as sp
 from amici._symbolic.sympy_utils import smart_jacobian
 
-from sbmlhybrid.build._codegen import fast_jacobian, faster_codegen
+from sbmlhybrid.build._codegen import fast_csc_matrix, fast_jacobian, faster_codegen
 
 
 def test_fast_jacobian_equals_amici_entry_by_entry() -> None:
@@ -36,9 +38,30 @@ def test_fast_jacobian_equals_amici_entry_by_entry() -> None:
     assert fast.nnz() > 20  # the random rows do depend on the variables
 
 
+def test_fast_csc_matrix_equals_amici() -> None:
+    from amici.exporters.sundials.cxxcodeprinter import csc_matrix
+
+    rng = random.Random(7)
+    x = sp.symbols("x0:6")
+    rows, cols = sp.symbols("r0:5"), sp.symbols("c0:6")
+    entries = {(rng.randrange(5), rng.randrange(6)): rng.choice(x) ** rng.randint(1, 3)
+               for _ in range(12)}
+    entries[(0, 0)] = sp.Integer(0)  # a stored zero is skipped like a structural one
+    for matrix in (sp.MutableSparseMatrix(5, 6, entries), sp.Matrix(5, 6, lambda i, j:
+                                                                     entries.get((i, j), 0))):
+        for kwargs in ({}, {"identifier": 3}, {"pattern_only": True}):
+            ours = fast_csc_matrix(matrix, list(rows), list(cols), **kwargs)
+            amici = csc_matrix(matrix, list(rows), list(cols), **kwargs)
+            assert len(ours[1]) == len([v for v in entries.values() if v != 0])
+            assert ours[:4] == amici[:4]
+            assert ours[4] == amici[4]
+
+
 def _rule_model() -> str:
     """Two species, one Michaelis-Menten reaction whose rate goes through a 3-unit layer of
-    assignment rules (tanh of weighted inputs), as an unrolled network would."""
+    assignment rules (tanh of weighted inputs, as the "fused" unrolling writes them) and a
+    2-unit layer in the default "split" unrolling (a sum rule ``z`` and a rule ``tanh(z)``
+    per unit, sums of weight x input products), one of whose inputs depends on time."""
     doc = libsbml.SBMLDocument(3, 2)
     m = doc.createModel()
     m.setId("codegen_toy")
@@ -59,13 +82,26 @@ def _rule_model() -> str:
         rule = m.createAssignmentRule()
         rule.setVariable(f"h{i}")
         rule.setMath(libsbml.parseL3Formula(f"tanh(W{i}0 * S + W{i}1 * P + b{i})"))
+    split = {"u0": "S", "u1": "P * exp(-0.1 * time)"}  # time: a dynamic, not-static rule
+    for k in range(2):
+        split |= {f"z{k}": f"Q{k} + R{k}0 * u0 + R{k}1 * u1 + 0.5 * R{k}0",
+                  f"a{k}": f"tanh(z{k})"}
+    for pid in [f"Q{k}" for k in range(2)] + [f"R{k}{j}" for k in range(2) for j in range(2)]:
+        p = m.createParameter()
+        p.setId(pid), p.setValue(0.2), p.setConstant(True)
+    for var, formula in split.items():
+        h = m.createParameter()
+        h.setId(var), h.setConstant(False), h.setValue(0.0)
+        rule = m.createAssignmentRule()
+        rule.setVariable(var)
+        rule.setMath(libsbml.parseL3Formula(formula))
     r = m.createReaction()
     r.setId("v"), r.setReversible(False)
     for ref in (r.createReactant(), r.createProduct()):
         ref.setStoichiometry(1.0), ref.setConstant(True)
     r.getReactant(0).setSpecies("S"), r.getProduct(0).setSpecies("P")
     r.createKineticLaw().setMath(libsbml.parseL3Formula(
-        "c * S * exp(V0 * h0 + V1 * h1 + V2 * h2) / (1 + S)"))
+        "c * S * exp(V0 * h0 + V1 * h1 + V2 * h2 + a0 - a1) / (1 + S)"))
     return libsbml.writeSBMLToString(doc)
 
 
@@ -98,16 +134,67 @@ def test_generated_code_is_byte_identical(tmp_path) -> None:
 def test_parallel_compile_set_only_inside_and_only_if_unset(monkeypatch) -> None:
     import amici._symbolic.de_model as de_model
 
-    original = de_model.smart_jacobian
+    original = (de_model.smart_jacobian, de_model.csc_matrix,
+                de_model.DEModel.static_indices)
     monkeypatch.delenv("AMICI_PARALLEL_COMPILE", raising=False)
     with faster_codegen():
         assert os.environ["AMICI_PARALLEL_COMPILE"] == str(os.cpu_count())
         assert de_model.smart_jacobian is fast_jacobian
+        assert de_model.csc_matrix is fast_csc_matrix
+        assert de_model.DEModel.static_indices is not original[2]
     assert "AMICI_PARALLEL_COMPILE" not in os.environ
-    assert de_model.smart_jacobian is original
+    assert (de_model.smart_jacobian, de_model.csc_matrix,
+            de_model.DEModel.static_indices) == original
     monkeypatch.setenv("AMICI_PARALLEL_COMPILE", "1")
     with pytest.raises(RuntimeError), faster_codegen():
         assert os.environ["AMICI_PARALLEL_COMPILE"] == "1"
         raise RuntimeError("build failed")
     assert os.environ["AMICI_PARALLEL_COMPILE"] == "1"
-    assert de_model.smart_jacobian is original
+    assert (de_model.smart_jacobian, de_model.csc_matrix,
+            de_model.DEModel.static_indices) == original
+
+
+def test_large_sources_get_the_lower_optimization_level(tmp_path, monkeypatch) -> None:
+    """Only generated sources over the size threshold get `LARGE_SOURCE_FLAGS`, after
+    CMake's -O3 in their compile command; the build still imports and simulates."""
+    import amici
+    import numpy as np
+    from amici.importers.sbml import SbmlImporter
+
+    import sbmlhybrid.build._codegen as codegen
+
+    sizes = {}
+    importer = SbmlImporter(_rule_model(), from_file=False)
+    importer.sbml2amici("codegen_toy", str(tmp_path / "plain"), compile=False, simplify=None)
+    for name in os.listdir(tmp_path / "plain"):
+        if name.endswith(".cpp"):
+            sizes[name] = os.path.getsize(tmp_path / "plain" / name)
+    threshold = sorted(sizes.values())[-2]  # the two largest sources
+    monkeypatch.setattr(codegen, "LARGE_SOURCE_BYTES", threshold)
+    assert codegen.large_sources(tmp_path / "plain") == sorted(
+        n for n, b in sizes.items() if b >= threshold)
+    assert len(codegen.large_sources(tmp_path / "plain")) == 2
+
+    out = tmp_path / "built"
+    swig = Path(sys.executable).parent / "swig"  # the SWIG that built AMICI, as the cache does
+    if swig.exists():
+        monkeypatch.setenv("SWIG", str(swig))
+    with faster_codegen():
+        SbmlImporter(_rule_model(), from_file=False).sbml2amici(
+            "codegen_toy_o1", str(out), simplify=None)
+    cmake = (out / "CMakeLists.txt").read_text()
+    large = codegen.large_sources(out)
+    assert f"set_source_files_properties({' '.join(large)} PROPERTIES COMPILE_OPTIONS " \
+           f"\"{codegen.LARGE_SOURCE_FLAGS}\")" in cmake
+    ninja = next(out.rglob("build.ninja")).read_text()
+    for block in ninja.split("\nbuild ")[1:]:
+        target = block.split(":", 1)[0]
+        if target.endswith(".cpp.o") and "CMakeFiles/codegen_toy_o1.dir/" in target:
+            src = target.rsplit("/", 1)[1][:-2]
+            flags = next(line for line in block.splitlines() if "FLAGS = " in line)
+            lowered = flags.rstrip().endswith(codegen.LARGE_SOURCE_FLAGS)
+            assert lowered == (src in large), (src, flags)
+    model = amici.import_model_module("codegen_toy_o1", str(out)).get_model()
+    model.set_timepoints(np.linspace(0, 2, 5))
+    rdata = amici.sim.sundials.run_simulation(model, model.create_solver())
+    assert rdata.status == 0 and np.all(np.isfinite(rdata.x))

@@ -1,15 +1,31 @@
 """Faster AMICI code generation for models with many parameters (unrolled networks).
 
 Reused: AMICI's whole code generation and C++ build. Hand-written, and the one place that
-touches AMICI's private `amici._symbolic` (this is why): AMICI's ``smart_jacobian`` finds the
-sparsity pattern of a Jacobian by calling ``eq[i].has(p[j])`` for every pair of equation and
-variable, a full walk of the expression each time. For the 2x64 gray-box CHO network (4,417
-weights) that is ~600,000 walks and half of the Python code-generation time. `fast_jacobian`
-reads each equation's free symbols once and differentiates only where a variable occurs; the
-derivative of each entry is still sympy's ``diff``, so the generated code is byte-identical
-(`tests/test_codegen.py` compares the C++ sources of both). ``AMICI_PARALLEL_COMPILE`` (the C++
-build's job count, 1 unless set) is set to the number of cores for the build unless the user
-set it. Measured in `benchmarks/hybrid_compile.py`.
+touches AMICI's private `amici._symbolic` and its exporter (this is why): three steps of
+AMICI's symbolic processing walk every (row, column) pair of matrices whose columns are the
+network weights, which for the 2x64 gray-box CHO network (4,417 weights, ~300 rules) is
+millions of walks:
+
+- ``smart_jacobian`` finds the sparsity pattern with ``eq[i].has(p[j])`` for every pair, and
+  sympy's ``Add.diff`` differentiates every term of a 65-term sum for every weight.
+  `fast_jacobian` reads each equation's free symbols once, differentiates only where a
+  variable occurs, and in a sum only the terms that contain it (the zero derivatives of the
+  other terms drop out of sympy's ``Add`` anyway);
+- ``csc_matrix`` (sparse symbols of each derivative) reads every entry of the dense shape;
+  `fast_csc_matrix` visits the stored non-zeros in the same column-major order;
+- ``DEModel.static_indices`` tests every non-zero of ``dwdp``/``dwdx``/``dwdw`` with
+  ``expr.has(*dynamic_symbols)`` (thousands of patterns); `_static_derivative_indices` uses
+  free-symbol sets (models with splines keep AMICI's test, which also inspects strings).
+
+The C++ build is AMICI's too, with one change: generated sources of at least
+`LARGE_SOURCE_BYTES` get `LARGE_SOURCE_FLAGS` (-O1) through a ``set_source_files_properties``
+line appended to the generated ``CMakeLists.txt`` (AMICI's ``AMICI_CXXFLAGS`` would lower every
+source, the model's right-hand side included).
+
+Every result of the symbolic steps equals AMICI's: `tests/test_codegen.py` compares entries and
+the generated C++ sources byte by byte. ``AMICI_PARALLEL_COMPILE`` (the C++ build's job count,
+1 unless set) is set to the number of cores for the build unless the user set it. Measured in
+`benchmarks/hybrid_compile.py`.
 """
 
 from __future__ import annotations
@@ -19,12 +35,42 @@ import os
 from collections.abc import Iterator
 
 import amici._symbolic.de_model as _de_model
+import amici.exporters.sundials.de_export as _de_export
 import sympy as sp
 from amici._symbolic.sympy_utils import smart_is_zero_matrix
+from amici.importers.utils import amici_time_symbol, symbol_with_assumptions
 
-__all__ = ["fast_jacobian", "faster_codegen"]
+__all__ = ["LARGE_SOURCE_BYTES", "LARGE_SOURCE_FLAGS", "fast_csc_matrix", "fast_jacobian",
+           "faster_codegen", "large_sources"]
 
 _PARALLEL_ENV = "AMICI_PARALLEL_COMPILE"
+_DERIVATIVES_OF_W = ("dwdw", "dwdx", "dwdp")
+#: Generated C++ sources of at least this many bytes are compiled with `LARGE_SOURCE_FLAGS`
+#: (appended after CMake's -O3, so they win). gcc's -O3 time grows faster than linearly with
+#: function length: the 2x64 network's ``dwdp.cpp`` (4,433 straight-line assignments, 350 kB)
+#: takes 11 s at -O3, 5 s at -O1, 2 s at -O0 (`benchmarks/hybrid_compile.py` measures the
+#: build and the gradient time per choice).
+LARGE_SOURCE_BYTES = 64 * 1024
+LARGE_SOURCE_FLAGS = "-O1"
+
+
+def _derivative(expr: sp.Expr, var: sp.Symbol,
+                terms_of: dict[sp.Symbol, list[sp.Expr]] | None) -> sp.Expr:
+    """d expr / d var; for a sum (``terms_of``: symbol -> terms containing it) only the
+    terms that contain ``var`` are differentiated."""
+    if terms_of is None:
+        return expr.diff(var)
+    return sp.Add(*(term.diff(var) for term in terms_of[var]))
+
+
+def _terms_by_symbol(expr: sp.Expr) -> dict[sp.Symbol, list[sp.Expr]] | None:
+    if not isinstance(expr, sp.Add):
+        return None
+    out: dict[sp.Symbol, list[sp.Expr]] = {}
+    for term in expr.args:
+        for sym in term.free_symbols:
+            out.setdefault(sym, []).append(term)
+    return out
 
 
 def fast_jacobian(eq: sp.MatrixBase, sym_var: sp.MatrixBase) -> sp.MutableSparseMatrix:
@@ -43,25 +89,110 @@ def fast_jacobian(eq: sp.MatrixBase, sym_var: sp.MatrixBase) -> sp.MutableSparse
             others.append((j, var))
     entries: dict[tuple[int, int], sp.Expr] = {}
     for i, expr in enumerate(eq):
-        hits = [(j, var) for var in expr.free_symbols & columns.keys() for j in columns[var]]
-        hits += [(j, var) for j, var in others if expr.has(var)]
-        for j, var in hits:
-            entries[(i, j)] = expr.diff(var)
+        symbols = expr.free_symbols & columns.keys()
+        terms_of = _terms_by_symbol(expr) if symbols else None
+        for var in symbols:
+            d = _derivative(expr, var, terms_of)
+            for j in columns[var]:
+                entries[(i, j)] = d
+        for j, var in others:
+            if expr.has(var):
+                entries[(i, j)] = expr.diff(var)
     return sp.MutableSparseMatrix(nrow, ncol, entries)
+
+
+def fast_csc_matrix(matrix: sp.MatrixBase, rownames: list[sp.Symbol],
+                    colnames: list[sp.Symbol], identifier: int | None = 0,
+                    pattern_only: bool | None = False) -> tuple:
+    """AMICI's ``csc_matrix`` (same arguments and results: column pointers, row values,
+    sparse expressions, their symbols, the symbol matrix) from the stored non-zeros."""
+    nrows, ncols = matrix.shape
+    nonzero = sorted(((c, r), v) for (r, c), v in matrix.todok().items() if not v.is_zero)
+    sparse_matrix = None if pattern_only else sp.zeros(nrows, ncols)
+    symbol_list, sparse_list, col_ptrs, row_vals = [], [], [], []
+    k = 0
+    for col in range(ncols):
+        col_ptrs.append(len(row_vals))
+        while k < len(nonzero) and nonzero[k][0][0] == col:
+            (_, row), value = nonzero[k]
+            k += 1
+            row_vals.append(row)
+            name = f"d{rownames[row].name}_d{colnames[col].name}"
+            symbol = symbol_with_assumptions(f"{name}_{identifier}" if identifier else name)
+            symbol_list.append(symbol)
+            if not pattern_only:
+                sparse_matrix[row, col] = symbol
+                sparse_list.append(value)
+    col_ptrs = col_ptrs + [len(row_vals)] if row_vals else []
+    return (col_ptrs, row_vals, sparse_list if pattern_only else sp.Matrix(sparse_list),
+            symbol_list, sparse_matrix)
+
+
+def _static_derivative_indices(model: _de_model.DEModel, name: str) -> list[int] | None:
+    """Static non-zeros of dwdw/dwdx/dwdp as AMICI defines them (the row's ``w`` is static,
+    the entry is a number, or it contains no time-dependent symbol); None: use AMICI's."""
+    if model._splines:
+        return None
+    static_w = set(model.static_indices("w"))
+    dynamic = [*(s for i, s in enumerate(model.sym("w")) if i not in static_w),
+               amici_time_symbol, *model.sym("x"), *model.sym("h")]
+    if not all(isinstance(s, sp.Symbol) for s in dynamic):
+        return None
+    dynamic_set = set(dynamic)
+    return [i for i, (expr, row) in enumerate(zip(model.sparseeq(name), model.rowvals(name),
+                                                  strict=True))
+            if row in static_w or expr.is_Number or expr.free_symbols.isdisjoint(dynamic_set)]
+
+
+def _patched_static_indices(original):
+    def static_indices(self: _de_model.DEModel, name: str) -> list[int]:
+        if name in _DERIVATIVES_OF_W and name not in self._static_indices:
+            found = _static_derivative_indices(self, name)
+            if found is not None:
+                self._static_indices[name] = found
+        return original(self, name)  # returns the stored result when there is one
+    return static_indices
+
+
+def large_sources(folder: str | os.PathLike) -> list[str]:
+    """Generated ``.cpp`` files in `folder` of at least `LARGE_SOURCE_BYTES` bytes, sorted."""
+    return sorted(f.name for f in os.scandir(folder)
+                  if f.name.endswith(".cpp") and f.stat().st_size >= LARGE_SOURCE_BYTES)
+
+
+def _patched_compile_model(original):
+    def compile_model(self: _de_export.DEExporter) -> None:
+        names = large_sources(self.model_path) if LARGE_SOURCE_FLAGS else []
+        if names:
+            with open(os.path.join(self.model_path, "CMakeLists.txt"), "a") as cmake:
+                cmake.write(f"\n# sbmlhybrid: large generated sources, see "
+                            f"sbmlhybrid.build._codegen\nset_source_files_properties("
+                            f"{' '.join(names)} PROPERTIES COMPILE_OPTIONS "
+                            f"\"{LARGE_SOURCE_FLAGS}\")\n")
+        original(self)
+    return compile_model
 
 
 @contextlib.contextmanager
 def faster_codegen() -> Iterator[None]:
-    """Within the block, AMICI's model code generation uses `fast_jacobian` and the C++
-    build runs one job per core (unless ``AMICI_PARALLEL_COMPILE`` is set)."""
-    original = _de_model.smart_jacobian
+    """Within the block, AMICI's model code generation uses `fast_jacobian`,
+    `fast_csc_matrix` and free-symbol static indices, the C++ build compiles large sources
+    with `LARGE_SOURCE_FLAGS` and runs one job per core (unless ``AMICI_PARALLEL_COMPILE``
+    is set)."""
+    saved = (_de_model.smart_jacobian, _de_model.csc_matrix,
+             _de_model.DEModel.static_indices, _de_export.DEExporter.compile_model)
     set_env = _PARALLEL_ENV not in os.environ
     _de_model.smart_jacobian = fast_jacobian
+    _de_model.csc_matrix = fast_csc_matrix
+    _de_model.DEModel.static_indices = _patched_static_indices(saved[2])
+    _de_export.DEExporter.compile_model = _patched_compile_model(saved[3])
     if set_env:
         os.environ[_PARALLEL_ENV] = str(os.cpu_count() or 1)
     try:
         yield
     finally:
-        _de_model.smart_jacobian = original
+        _de_model.smart_jacobian, _de_model.csc_matrix = saved[0], saved[1]
+        _de_model.DEModel.static_indices = saved[2]
+        _de_export.DEExporter.compile_model = saved[3]
         if set_env:
             os.environ.pop(_PARALLEL_ENV, None)
