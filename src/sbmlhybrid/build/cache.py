@@ -131,9 +131,12 @@ def compile_problem(problem: Problem | ProblemV2, codegen: dict[str, Any] | None
     module = module_name(model_id(problem), key)
 
     def build(folder: Path) -> None:
+        # validate=False: every Problem was linted by the door it came through
+        # (`load_problem`, `problem_from_tables`, `hybridize`); AMICI's second lint of a
+        # 4,417-weight parameter table costs seconds of every cold build.
         import_petab_problem(
             problem.petab_problem, output_dir=str(folder), model_name=module, compile_=True,
-            verbose=logging.INFO if verbose else logging.ERROR, **options,
+            verbose=logging.INFO if verbose else logging.ERROR, validate=False, **options,
         )
 
     info = {"problem": problem.name, "model": model_id(problem),
