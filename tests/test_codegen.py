@@ -30,10 +30,16 @@ def test_fast_jacobian_equals_amici_entry_by_entry() -> None:
         expr = sp.Add(*(rng.choice(funcs)(s * rng.randint(1, 3)) for s in picks)) \
             * (syms[0] if rng.random() < 0.3 else 1)
         rows.append(expr)
+    # unrolled-network rows: sums of weight x input products, a repeated factor, a power,
+    # a number times a product, the variable inside another factor, a bare variable
+    a, w = syms[:6], syms[6:]
+    rows += [sp.Add(*(wi * ai for wi, ai in zip(w, a))) + w[0],
+             w[1] * a[1] * w[1] + 3 * w[2] * a[2], w[3] ** 2 * a[3] - 2 * w[4] * a[4],
+             w[5] * sp.tanh(w[5] * a[5]) + a[0], w[0] * a[0]]
     eq = sp.Matrix(rows)
     var = sp.Matrix([*syms, sp.Function("f")(syms[1])])  # one non-symbol variable
     fast, amici = fast_jacobian(eq, var), smart_jacobian(eq, var)
-    assert fast.shape == amici.shape == (15, 13)
+    assert fast.shape == amici.shape == (20, 13)
     assert dict(fast.todok()) == dict(amici.todok())
     assert fast.nnz() > 20  # the random rows do depend on the variables
 

@@ -10,7 +10,8 @@ millions of walks:
   sympy's ``Add.diff`` differentiates every term of a 65-term sum for every weight.
   `fast_jacobian` reads each equation's free symbols once, differentiates only where a
   variable occurs, and in a sum only the terms that contain it (the zero derivatives of the
-  other terms drop out of sympy's ``Add`` anyway);
+  other terms drop out of sympy's ``Add`` anyway); a product ``W * a`` is differentiated
+  w.r.t. ``W`` by dropping the factor;
 - ``csc_matrix`` (sparse symbols of each derivative) reads every entry of the dense shape;
   `fast_csc_matrix` visits the stored non-zeros in the same column-major order;
 - ``DEModel.static_indices`` tests every non-zero of ``dwdp``/``dwdx``/``dwdw`` with
@@ -54,13 +55,28 @@ LARGE_SOURCE_BYTES = 64 * 1024
 LARGE_SOURCE_FLAGS = "-O1"
 
 
+def _term_derivative(term: sp.Expr, var: sp.Symbol) -> sp.Expr:
+    """d term / d var. A product in which `var` is one plain factor and occurs nowhere else
+    (a weight times an input: ``W * a``) is the product of the other factors, which is what
+    sympy's product rule returns (the other factors' derivatives are zero) without its
+    machinery; anything else goes to sympy."""
+    if term == var:
+        return sp.S.One
+    if isinstance(term, sp.Mul):
+        others = [f for f in term.args if f != var]
+        if len(others) == len(term.args) - 1 and \
+                not any(var in f.free_symbols for f in others):
+            return sp.Mul(*others)
+    return term.diff(var)
+
+
 def _derivative(expr: sp.Expr, var: sp.Symbol,
                 terms_of: dict[sp.Symbol, list[sp.Expr]] | None) -> sp.Expr:
     """d expr / d var; for a sum (``terms_of``: symbol -> terms containing it) only the
     terms that contain ``var`` are differentiated."""
     if terms_of is None:
-        return expr.diff(var)
-    return sp.Add(*(term.diff(var) for term in terms_of[var]))
+        return _term_derivative(expr, var)
+    return sp.Add(*(_term_derivative(term, var) for term in terms_of[var]))
 
 
 def _terms_by_symbol(expr: sp.Expr) -> dict[sp.Symbol, list[sp.Expr]] | None:
