@@ -29,7 +29,7 @@ from torch import nn
 import sbmlhybrid as sh
 from sbmlhybrid.analysis import read_fit
 from sbmlhybrid.cli.main import main
-from sbmlhybrid.errors import InputError, NotSupportedError
+from sbmlhybrid.errors import NotSupportedError
 from sbmlhybrid.hybrid import HYBRID_CODEGEN, NetworkTerm, codegen_of, compile_hybrid
 from sbmlhybrid.hybrid import create_hybrid_objective as removed_create_hybrid_objective
 from sbmlhybrid.optimize import MiniBatchOptimizer
@@ -285,9 +285,10 @@ def test_fit_on_a_sciml_problem_converges(tmp_path) -> None:
     assert best.fval < start.fval
     assert best.fval <= objective.evaluate().fval + 1e-6  # nominal = the data's truth
     assert np.linalg.norm(best.grad) < 1e-4 * np.linalg.norm(start.grad)
-    with pytest.raises(InputError, match="SciMLObjective"):
-        sh.fit(objective, sh.FitSettings(n_starts=1, optimizer=MiniBatchOptimizer(
-            method="adam", batch_size=1)), progress=False)
+    # mini-batch optimizers take it too (tests/test_protocol_minibatch.py checks them)
+    result = sh.fit(objective, sh.FitSettings(n_starts=1, seed=0, optimizer=MiniBatchOptimizer(
+        method="adam", batch_size=1, epochs=2)), progress=False)
+    assert result.optimize_result.list[0]["work_sensitivity"] == 4 * 2 + 2  # 2 experiments
 
 
 def test_create_hybrid_objective_is_removed() -> None:
@@ -362,9 +363,10 @@ def test_cli_bad_sciml_input_names_file_row_entity(tmp_path, capsys) -> None:
     (folder / "net1.yaml").unlink()
     assert main(["fit", str(folder / "problem.yaml")]) == 2
     assert "net1.yaml" in capsys.readouterr().err
-    assert main(["fit", str(SCIML / "003" / "petab" / "problem.yaml"), "--optimizer", "adam",
+    # mini-batch optimizers take SciML problems (tests/test_protocol_sciml.py), not PEtab v2
+    assert main(["fit", str(V2 / "_0001.yaml"), "--optimizer", "adam",
                  "-o", str(tmp_path / "mb")]) == 2
-    assert "SciMLObjective" in capsys.readouterr().err
+    assert "PetabV2Objective" in capsys.readouterr().err
     # the suite leaves network entries unbounded: a profile of one is refused by name
     (tmp_path / "mb").mkdir(exist_ok=True)
     (tmp_path / "mb" / "result.hdf5").write_text("")

@@ -66,9 +66,15 @@ class Objective(Protocol):
 
 
 def supports_subsets(objective: object) -> bool:
-    """Whether `objective` evaluates subsets of conditions through pyPESTO's AMICI objective
-    (what the mini-batch optimizers need: `sbmlhybrid.optimize.minibatch_eval`)."""
-    return hasattr(objective, "amici_objective")
+    """Whether the mini-batch optimizers (`sbmlhybrid.optimize.minibatch_eval`) can run
+    condition subsets of `objective`: through pyPESTO's AMICI objective (`ModelObjective`),
+    or through ``evaluate(x, conditions=...)`` when its pyPESTO problem evaluates it with an
+    `EvaluateObjective` (`SciMLObjective`, `TorchODE`), whose vector is the free vector."""
+    if hasattr(objective, "amici_objective"):
+        return True
+    pp_objective = getattr(getattr(objective, "pypesto_problem", None), "objective", None)
+    parts = [pp_objective] + list(getattr(pp_objective, "_objectives", []))
+    return any(isinstance(p, EvaluateObjective) and p.owner is objective for p in parts)
 
 
 class EvaluateObjective(FunctionGradientObjective):

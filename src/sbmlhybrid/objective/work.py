@@ -117,10 +117,22 @@ def install_work_counter(objective: AmiciObjective) -> WorkCounter:
 
 
 def work_counter_of(objective: object) -> WorkCounter | None:
-    """The counter inside a pyPESTO objective (plain or aggregated), None if there is none."""
+    """The counter inside a pyPESTO objective (plain or aggregated), None if there is none.
+
+    Found on a part's counting calculator (`AmiciObjective`), or, for a part that evaluates
+    through an objective of the protocol (``owner``: `sbmlhybrid.objective.EvaluateObjective`),
+    on that owner's ``work`` or on the ``work`` of the `ModelObjective` it simulates with
+    (``owner.model``: `sbmlhybrid.sciml.SciMLObjective`), so that SciML fits and mini-batch
+    runs count the conditions AMICI simulates for them.
+    """
     parts = [objective] + list(getattr(objective, "_objectives", []))
     for part in parts:
         calc = getattr(part, "calculator", None)
         if isinstance(calc, CountingCalculator):
             return calc.counter
+        owner = getattr(part, "owner", None)
+        for holder in (owner, getattr(owner, "model", None)):
+            work = getattr(holder, "work", None)
+            if isinstance(work, WorkCounter):
+                return work
     return None

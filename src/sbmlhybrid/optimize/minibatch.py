@@ -6,7 +6,9 @@ conditions reach equal or better objective values with >10x less computation). R
 `pypesto.optimize.Optimizer` and its decorators (history, timing, full-vector results), so the
 optimizers run in `pypesto.optimize.minimize` multi-starts, in `sbmlhybrid.optimize.fit`, and
 from ``sbmlhybrid fit --optimizer adam --batch-size 8 --epochs 50``; pyPESTO's AMICI objective
-computes each batch (`sbmlhybrid.optimize.minibatch_eval`). Update rules and learning-rate
+(PEtab v1, bare SBML, hybrid) or the objective's own ``evaluate`` on a condition subset
+(SciML experiments, torch ODE conditions) computes each batch
+(`sbmlhybrid.optimize.minibatch_eval`). Update rules and learning-rate
 schedules are in `sbmlhybrid.optimize.minibatch_rules`.
 
 Algorithm (per start):

@@ -1,8 +1,19 @@
-"""History-free evaluation of a pyPESTO AMICI problem on mini-batches of conditions, with rescue.
+"""History-free evaluation of a pyPESTO problem on mini-batches of conditions, with rescue.
 
-Reused: pyPESTO's `AmiciObjective.call_unprocessed` (parameter mapping, AMICI simulation,
-likelihood and gradient assembly), which accepts a subset of `edatas` with the matching
-`parameter_mapping` (see `sbmlhybrid.objective.ModelObjective.evaluate`). Hand-written here:
+Two ways to a condition subset, picked from the problem's objective:
+
+* pyPESTO's `AmiciObjective.call_unprocessed` (parameter mapping, AMICI simulation,
+  likelihood and gradient assembly), which accepts a subset of `edatas` with the matching
+  `parameter_mapping` (see `sbmlhybrid.objective.ModelObjective.evaluate`): PEtab v1, bare
+  SBML, hybrid problems;
+* ``owner.evaluate(x, conditions=indices)`` of the objective behind an
+  `sbmlhybrid.objective.EvaluateObjective` (its vector is the owner's free vector, the
+  pyPESTO problem's full one): `sbmlhybrid.sciml.SciMLObjective` (experiments),
+  `sbmlhybrid.hybrid.TorchODE` (conditions). Which condition of a failed batch failed is
+  found by evaluating them one by one (forward only); tolerances are relaxed on the AMICI
+  solver the owner simulates with (`amici_solver_of`), none for the torch ODE.
+
+Hand-written here:
 
 * The split of a problem's objective into the per-condition AMICI part and the global terms
   (priors, anything else in an `AggregatedObjective`). A batch objective is the *mean* over the
@@ -39,6 +50,7 @@ from pypesto.C import FVAL, GRAD, MODE_FUN, RDATAS
 from pypesto.objective import AggregatedObjective, AmiciObjective, ObjectiveBase
 
 from sbmlhybrid.errors import InputError
+from sbmlhybrid.objective import EvaluateObjective, work_counter_of
 
 RTOL_CAP = 1e-2
 
@@ -62,19 +74,34 @@ class RescueCounters:
     n_failed_batches: int = 0
 
 
-def split_objective(objective: ObjectiveBase) -> tuple[AmiciObjective, list[ObjectiveBase]]:
-    """(the AMICI objective, the global terms) of a pyPESTO problem objective.
+def split_objective(objective: ObjectiveBase
+                    ) -> tuple[AmiciObjective | EvaluateObjective, list[ObjectiveBase]]:
+    """(the per-condition part, the global terms) of a pyPESTO problem objective; the
+    per-condition part is an `AmiciObjective` or an `EvaluateObjective`.
 
     Raises:
-        InputError: if there is no (or more than one) `AmiciObjective`.
+        InputError: if there is no (or more than one) per-condition part.
     """
     parts = list(objective._objectives) if isinstance(objective, AggregatedObjective) \
         else [objective]
-    amici_parts = [p for p in parts if isinstance(p, AmiciObjective)]
-    if len(amici_parts) != 1:
+    condition_parts = [p for p in parts if isinstance(p, AmiciObjective | EvaluateObjective)]
+    if len(condition_parts) != 1:
         raise InputError("mini-batch optimizers need a pyPESTO problem with exactly one "
-                         f"AmiciObjective (PEtab v1); got {[type(p).__name__ for p in parts]}")
-    return amici_parts[0], [p for p in parts if p is not amici_parts[0]]
+                         "AmiciObjective (PEtab v1) or EvaluateObjective (SciML, torch ODE); "
+                         f"got {[type(p).__name__ for p in parts]}")
+    return condition_parts[0], [p for p in parts if p is not condition_parts[0]]
+
+
+def amici_solver_of(owner: object) -> asd.Solver | None:
+    """The AMICI solver an objective of the protocol simulates with (`ModelObjective`,
+    `PetabV2Objective`, or a `SciMLObjective` through its `ModelObjective` ``model``);
+    None for one without (the torch ODE)."""
+    for holder in (owner, getattr(owner, "model", None)):
+        solver = getattr(holder, "amici_solver", None) or getattr(
+            getattr(holder, "amici_objective", None), "amici_solver", None)
+        if solver is not None:
+            return solver
+    return None
 
 
 class BatchEvaluator:
@@ -97,7 +124,12 @@ class BatchEvaluator:
     def __init__(self, problem: pypesto.Problem, relax_factor: float = 100.0,
                  max_relaxations: int = 6, n_threads: int = 1, quiet: bool = True):
         self.problem = problem
-        self.amici_objective, self.global_terms = split_objective(problem.objective)
+        part, self.global_terms = split_objective(problem.objective)
+        #: The AMICI objective of a PEtab v1 problem (None when batches go through `owner`).
+        self.amici_objective = part if isinstance(part, AmiciObjective) else None
+        #: The protocol objective behind an `EvaluateObjective` (None for the AMICI path).
+        self.owner = None if self.amici_objective is not None else part.owner
+        self._work = work_counter_of(problem.objective)  # the owner path's simulation count
         self.relax_factor = float(relax_factor)
         self.max_relaxations = int(max_relaxations)
         self.n_threads = int(n_threads)
@@ -109,32 +141,44 @@ class BatchEvaluator:
     @property
     def n_conditions(self) -> int:
         """Number of experimental conditions (samples)."""
+        if self.amici_objective is None:
+            return len(self.owner.conditions)
         return len(self.amici_objective.edatas)
 
     def __enter__(self) -> BatchEvaluator:
         obj = self.amici_objective
         logger = logging.getLogger("amici.sim.sundials")
-        self._saved = (obj.guess_steadystate, obj.n_threads, logger.level)
+        holder = obj if obj is not None else self.owner
+        threads = getattr(holder, "n_threads", None)  # the torch ODE has none
+        self._saved = (obj.guess_steadystate if obj is not None else None, threads,
+                       logger.level)
         if self.quiet:
             logger.setLevel(logging.CRITICAL)
-        if obj.guess_steadystate:
+        if obj is not None and obj.guess_steadystate:
             obj.guess_steadystate = False
             for edata in obj.edatas:  # drop stale guesses written into the ExpData
                 edata.x0 = ()
             obj.steadystate_guesses["fval"] = np.inf
             obj.steadystate_guesses["data"] = {}
-        obj.n_threads = self.n_threads
+        if threads is not None:
+            holder.n_threads = self.n_threads
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._saved is not None:
             obj = self.amici_objective
-            obj.guess_steadystate, obj.n_threads, level = self._saved
+            guess, threads, level = self._saved
+            if obj is not None:
+                obj.guess_steadystate = guess
+            if threads is not None:
+                (obj if obj is not None else self.owner).n_threads = threads
             logging.getLogger("amici.sim.sundials").setLevel(level)
             self._saved = None
 
     # ---- raw calls ------------------------------------------------------------------------
     def _call(self, x_full: np.ndarray, idx: Sequence[int], gradient: bool) -> dict:
+        if self.amici_objective is None:
+            return self._owner_call(x_full, idx, gradient)
         obj = self.amici_objective
         edatas = [obj.edatas[i] for i in idx]
         mapping = ParameterMapping([obj.parameter_mapping[i] for i in idx])
@@ -151,13 +195,45 @@ class BatchEvaluator:
         ret["statuses"] = statuses
         return ret
 
+    def _owner_value(self, x_full: np.ndarray, idx: Sequence[int], gradient: bool
+                     ) -> tuple[float, np.ndarray | None]:
+        before = self._work.snapshot() if self._work is not None else None
+        with warnings.catch_warnings():  # a batch need not use every problem parameter
+            warnings.filterwarnings("ignore", "The following problem parameters were not used")
+            ev = self.owner.evaluate(x_full, conditions=[int(i) for i in idx],
+                                     gradient=gradient, raise_on_failure=False)
+        # what AMICI ran (it skips the rest of a batch after a failure), else what was asked
+        done = None if before is None else self._work.snapshot() - before
+        self.counters.n_simulations += len(idx) if done is None else \
+            done.sensitivity + done.forward
+        grad = None if not gradient else np.full(len(x_full), np.nan) if ev.grad is None \
+            else np.asarray(ev.grad, dtype=float)
+        return float(ev.fval), grad
+
+    def _owner_call(self, x_full: np.ndarray, idx: Sequence[int], gradient: bool) -> dict:
+        """`_call` through ``owner.evaluate`` (x_full: the owner's free vector). The status of
+        each condition of a failed batch comes from evaluating it alone, as the batch was
+        (with sensitivities, which can need more steps): the protocol reports no
+        per-condition status."""
+        fval, grad = self._owner_value(x_full, idx, gradient)
+        if np.isfinite(fval) or len(idx) == 1:
+            ok = [bool(np.isfinite(fval))] * len(idx)
+        else:
+            ok = [bool(np.isfinite(self._owner_value(x_full, [i], gradient)[0])) for i in idx]
+        self.counters.n_failed_simulations += ok.count(False)
+        statuses = [asd.AMICI_SUCCESS if good else asd.AMICI_ERROR for good in ok]
+        return {FVAL: fval, GRAD: grad, "statuses": statuses}
+
     def _finite(self, ret: dict, gradient: bool) -> bool:
         if not np.isfinite(ret[FVAL]):
             return False
         return not gradient or bool(np.all(np.isfinite(np.asarray(ret[GRAD])[self._free])))
 
     def _relaxed_call(self, x_full: np.ndarray, i: int, gradient: bool) -> dict | None:
-        solver = self.amici_objective.amici_solver
+        solver = self.amici_objective.amici_solver if self.amici_objective is not None \
+            else amici_solver_of(self.owner)
+        if solver is None:  # nothing to relax (torch ODE): the batch fails
+            return None
         rtol, atol = solver.get_relative_tolerance(), solver.get_absolute_tolerance()
         try:
             for k in range(1, self.max_relaxations + 1):

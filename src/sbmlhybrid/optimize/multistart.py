@@ -8,8 +8,9 @@ extends a smaller one), a checkpoint after every chunk of starts written atomica
 runs only the missing starts.
 
 `fit` takes any object of the objective protocol (`sbmlhybrid.objective.Objective`: PEtab
-v1/v2, hybrid, SciML, torch-side ODE); mini-batch optimizers need one that runs condition
-subsets through pyPESTO's AMICI objective (`supports_subsets`), others are refused by name.
+v1/v2, hybrid, SciML, torch-side ODE); mini-batch optimizers need one whose condition
+subsets they can run (`supports_subsets`: pyPESTO's AMICI objective, or ``evaluate`` behind an
+`EvaluateObjective` for SciML and the torch ODE); others (PEtab v2) are refused by name.
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ def _check_optimizer(objective: Objective, optimizer: str | optimize.Optimizer) 
     if isinstance(optimizer, MiniBatchOptimizer) and not supports_subsets(objective):
         raise InputError(
             f"mini-batch optimizers run their batches through pyPESTO's AMICI objective "
-            f"(PEtab v1, bare SBML and hybrid problems); {type(objective).__name__} has none: "
+            f"(PEtab v1, bare SBML and hybrid problems) or the objective's evaluate (SciML, "
+            f"torch ODE); {type(objective).__name__} offers neither: "
             f"use optimizer {' or '.join(OPTIMIZERS)}")
 
 

@@ -12,7 +12,8 @@ network parameters) the reference value and gradients are those of the log-poste
 the log-prior and its gradient are added (`posterior`). `check_sciml_problem_case` reports
 one `Check` each for llh, simulations, the mechanistic gradient and each network's
 gradient; that they are within their tolerances is asserted in
-``tests/test_sciml_problems.py``.
+``tests/test_sciml_problems.py``. Cases are loaded through the front door
+(`sbmlhybrid.api.load_problem`, `create_objective`), the path users take.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from sbmlhybrid.api import create_objective, load_problem
 from sbmlhybrid.errors import SbmlHybridError
 from sbmlhybrid.sciml.hdf5 import read_parameters
-from sbmlhybrid.sciml.importer import load_sciml_problem
-from sbmlhybrid.sciml.objective import SciMLObjective
 from sbmlhybrid.testing.results import CaseResult, Check
 
 GRAD_RTOL = 1e-4
@@ -66,8 +66,9 @@ def compare_case(case_dir: str | Path, sign: float = -1.0) -> dict[str, Any]:
     case = Path(case_dir)
     sol = yaml.safe_load((case / "solutions.yaml").read_text())
     t0 = time.perf_counter()
-    sp = load_sciml_problem(case / "petab" / "problem.yaml")
-    obj = SciMLObjective(sp)
+    # the front door, as a user loads a SciML problem (not the deprecated
+    # `SciMLProblem.objective()`)
+    obj = create_objective(load_problem(case / "petab" / "problem.yaml"))
     ev = obj.evaluate()
     value, mech_grad, net_grad = posterior(obj, ev)
     sim = obj.simulate()
