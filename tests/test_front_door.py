@@ -358,7 +358,7 @@ def test_cli_bad_sciml_input_names_file_row_entity(tmp_path, capsys) -> None:
     pdf.to_csv(folder / "parameters.tsv", sep="\t", index=False)
     assert main(["validate", str(folder / "problem.yaml")]) == 2
     err = capsys.readouterr().err
-    row = int(pdf.index[pdf.parameterId == "net1_ps"][0]) + 1
+    row = int(pdf.index[pdf.parameterId == "net1_ps"][0]) + 2  # TSV line, header = 1
     assert f"{folder / 'parameters.tsv'}, row {row}" in err and "'net1_ps'" in err
     (folder / "net1.yaml").unlink()
     assert main(["fit", str(folder / "problem.yaml")]) == 2

@@ -358,7 +358,7 @@ def test_mapping_entry_naming_an_unknown_input_or_layer(tmp_path, entry, what) -
         fh.write(f"net_d_bad\t{entry}\n")
     with pytest.raises(InputError) as err:
         sh.load_problem(path)
-    row = len((path.parent / "mapping.tsv").read_text().splitlines()) - 1
+    row = len((path.parent / "mapping.tsv").read_text().splitlines())  # the last line
     msg = [m for m in _messages(err.value) if "net_d_bad" in m]
     assert msg and f"{path.parent / 'mapping.tsv'}, row {row}" in msg[0] and what in msg[0]
 
@@ -415,5 +415,6 @@ def test_expression_naming_an_unknown_symbol(tmp_path) -> None:
     with pytest.raises(InputError) as err:
         sh.load_problem(path)
     msg = [m for m in _messages(err.value) if "kx" in m]
-    assert msg and f"{path.parent / 'hybridization.tsv'}, row 1" in msg[0]
+    row = text.splitlines().index("net_d_in1\t2*A + kx") + 1  # TSV line, header 1
+    assert row == 2 and msg and f"{path.parent / 'hybridization.tsv'}, row {row}" in msg[0]
 

@@ -17,7 +17,8 @@ class Issue:
     Attributes:
         message: What is wrong, in the field's words.
         file: Path of the offending file, if any.
-        row: 1-based data row (header excluded) or SBML line number, if known.
+        row: 1-based TSV line number (the header is row 1) or SBML line number, if
+            known.
         column: Column name (tables) or SBML column number, if known.
         entity: The offending id (parameter, observable, condition, layer, ...).
     """

@@ -12,8 +12,10 @@ Bases, each valid as written (tests/test_broken_inputs.py loads them):
   setting k2. Both routings are broken where they check different things (output size:
   the last Linear layer vs. a trial evaluation).
 
-Each case is one of these with one defect. Rows in the messages: PEtab v1/v2 tables count
-TSV lines (header = row 1); the SciML mapping table counts data rows (header excluded).
+Each case is one of these with one defect, except the input-index cases: those are written
+by `write_dynamic_inputs` (net_d with a given first-layer size and the input elements it is
+told; also used by tests/test_sciml_mapping.py), their one defect being the element index.
+Rows in the messages are TSV lines (header = row 1) in every table.
 """
 
 from __future__ import annotations
@@ -97,6 +99,19 @@ def write_static_sciml(folder: Path, array: np.ndarray | None = None, output: in
         arrays={"arr_s": {"0": np.array([0.3, 0.6]) if array is None else array}})
 
 
+def write_dynamic_inputs(folder: Path, n_in: int, inputs: list[tuple[str, int, str]]) -> Path:
+    """net_d (Linear n_in-3-1, tanh) setting gamma; `inputs`: (PEtab id, element index of
+    argument 0, hybridization value), mapping rows in that order before the output's."""
+    module = b.seeded_mlp(2, [n_in, 3, 1], nn.Tanh)
+    return b.write_problem(
+        folder, {"net_d": (module, False, ["x"])},
+        mapping=[*((pid, f"net_d.inputs[0][{j}]") for pid, j, _ in inputs),
+                 ("net_d_out", "net_d.outputs[0][0]"), ("net_d_ps", "net_d.parameters")],
+        hybridization=[*((pid, value) for pid, _, value in inputs), ("gamma", "net_d_out")],
+        parameters=[_row("k1", 0.6, 0.01, 10.0), _row("k2", 0.4, 0.01, 10.0),
+                    _row("net_d_ps", "array")])
+
+
 def _append(petab_id: str, model_id: str) -> Callable[[list[tuple[str, str]]], None]:
     return lambda rows: rows.append((petab_id, model_id))
 
@@ -139,27 +154,40 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str]] = [
      "problem.yaml", ""),
     ("sciml_unknown_network_input",
      lambda f: write_dynamic_sciml(f, _append("net_d_in3", "net_d.inputs[1][0]")),
-     "mapping.tsv, row 5, column modelEntityId: mapping of 'net_d_in3': "
+     "mapping.tsv, row 6, column modelEntityId: mapping of 'net_d_in3': "
      "'net_d.inputs[1][0]' names input argument 1, but network 'net_d' has 1 input "
      "argument(s)", "problem.yaml", ""),
     ("sciml_unknown_layer",
      lambda f: write_dynamic_sciml(f, _append("net_d_w9", "net_d.parameters[fc9].weight")),
-     "mapping.tsv, row 5, column modelEntityId: mapping of 'net_d_w9': network 'net_d' has "
+     "mapping.tsv, row 6, column modelEntityId: mapping of 'net_d_w9': network 'net_d' has "
      "no layer 'fc9'", "problem.yaml", ""),
     ("sciml_malformed_network_reference",
      lambda f: write_dynamic_sciml(f, _append("net_d_w9", "net_d.layers.fc9.weight")),
-     "mapping.tsv, row 5, column modelEntityId: mapping of 'net_d_w9': "
+     "mapping.tsv, row 6, column modelEntityId: mapping of 'net_d_w9': "
      "'net_d.layers.fc9.weight' starts with network id 'net_d' but is not a network "
      "reference", "problem.yaml", ""),
     ("sciml_output_index_out_of_range",
      lambda f: write_dynamic_sciml(f, _replace(2, "net_d.outputs[0][5]")),
-     "mapping.tsv, row 3, column modelEntityId: mapping of 'net_d_out': "
+     "mapping.tsv, row 4, column modelEntityId: mapping of 'net_d_out': "
      "'net_d.outputs[0][5]' names output element 5, but network 'net_d' computes 1 output "
      "value(s)", "problem.yaml", ""),
     ("sciml_static_output_index_out_of_range", lambda f: write_static_sciml(f, output=2),
-     "mapping.tsv, row 2, column modelEntityId: mapping of 'net_s_out': "
+     "mapping.tsv, row 3, column modelEntityId: mapping of 'net_s_out': "
      "'net_s.outputs[0][2]' names output element 2, but network 'net_s' computes 1 output "
      "value(s)", "problem.yaml", ""),
+    # net_d's first layer takes 2 values: element 2 does not exist
+    ("sciml_input_index_out_of_range",
+     lambda f: write_dynamic_inputs(f, 2, [("net_d_in1", 0, "A"), ("net_d_in2", 1, "B"),
+                                      ("net_d_in3", 2, "A + B")]),
+     "mapping.tsv, row 4, column modelEntityId: mapping of 'net_d_in3': "
+     "'net_d.inputs[0][2]' names element 2 of input argument 0, but network 'net_d' takes 2 "
+     "value(s) there", "problem.yaml", ""),
+    # net_d takes 3 values, element 1 is unmapped: B would land in slot 1, not 2
+    ("sciml_input_index_gap",
+     lambda f: write_dynamic_inputs(f, 3, [("net_d_in1", 0, "A"), ("net_d_in2", 2, "B")]),
+     "mapping.tsv, row 3, column modelEntityId: mapping of 'net_d_in2': "
+     "'net_d.inputs[0][2]' names element 2 of input argument 0: element(s) [1] of it are "
+     "not mapped", "problem.yaml", ""),
     ("sciml_array_input_wrong_shape", lambda f: write_static_sciml(f, np.ones((2, 3))),
      "inputs.hdf5: array input 'arr_s' (inputs/arr_s/0, shape (2, 3)): network 'net_s' "
      "cannot take it", "problem.yaml", ""),

@@ -21,8 +21,11 @@ Routing of each network (hand-written; see `sbmlhybrid.sciml.routing` for the ta
   AMICI's forward/adjoint sensitivities give the weight gradients.
 
 The mapping table is checked against the networks first (`sbmlhybrid.sciml.mapping`), its
-output elements once the routing knows each network's output size; array inputs must be
-finite, and every measurement must name an experiment of the experiment table.
+input elements (each argument's elements 0..n-1 once each, n from the first Linear layer
+and the array inputs where known) once the arrays are read, its output elements once the
+routing knows each network's output size; array inputs must be finite, and every
+measurement must name an experiment of the experiment table. Rows in messages are TSV line
+numbers (the header is row 1), as in the PEtab v1/v2 loaders.
 
 The tables (experiments, long condition table, observables, measurements) go through the
 PEtab v2 -> v1 conversion of `sbmlhybrid.problem.v2`. In the compiled model every parameter
@@ -60,6 +63,7 @@ from sbmlhybrid.sciml.inputs import (
     parse_expression,
 )
 from sbmlhybrid.sciml.mapping import (
+    check_input_indices,
     check_mapping,
     check_output_indices,
     mapping_dict,
@@ -73,7 +77,13 @@ from sbmlhybrid.sciml.problem import (
     sciml_section,
     table_files,
 )
-from sbmlhybrid.sciml.routing import InputSlot, NetworkIO, network_io
+from sbmlhybrid.sciml.routing import (
+    InputSlot,
+    NetworkIO,
+    argument_sizes,
+    array_size,
+    network_io,
+)
 from sbmlhybrid.sciml.sciml_problem import PreNetwork, SciMLProblem
 
 _NET_PARAM = re.compile(r"^(?P<net>[A-Za-z_]\w*)\.parameters")
@@ -124,11 +134,12 @@ class _Import:
         self.hyb_where: dict[str, Issue] = {}
         for f in [path.parent / str(x) for x in section.get("hybridization_files") or []]:
             df = _tsv(f)
-            for k, (t, v) in enumerate(zip(df["targetId"], df["targetValue"])):
+            # start=2: rows are TSV lines, the header being line 1
+            for line, (t, v) in enumerate(zip(df["targetId"], df["targetValue"]), start=2):
                 if pd.isna(v) or not str(v).strip():
                     continue  # an array input (spec: leave its row empty)
                 hyb[str(t)] = str(v).strip()
-                self.hyb_where[str(t)] = Issue("", str(f), k + 1, "targetValue", str(t))
+                self.hyb_where[str(t)] = Issue("", str(f), line, "targetValue", str(t))
         self.ios: dict[str, NetworkIO] = network_io(self.nets, mapping, hyb, self.where)
         self.input_ids = {s.petab_id for io in self.ios.values() for s in io.inputs}
         self.net_param_ids = {p for p, m in mapping.items() if _NET_PARAM.match(str(m))}
@@ -149,6 +160,10 @@ class _Import:
                 self.arrays.setdefault(k, {}).update({key: (a, af) for key, a in v.items()})
         if issues:
             raise InputError(issues, header="Invalid network input arrays")
+        # before either routing: a gap would shift later inputs into the wrong slot
+        sizes = {pid: array_size(group) for pid, group in self.arrays.items()}
+        check_input_indices(self.mapping_rows, {
+            nn_id: argument_sizes(self.nets[nn_id], io, sizes) for nn_id, io in self.ios.items()})
 
     def files(self, key: str, required: bool = False) -> list[Path]:
         files = table_files(self.path, key, self.config)
@@ -182,8 +197,8 @@ class _Import:
         self.net_changes: dict[str, dict[str, tuple[Any, Issue]]] = {}
         for f in self.files("condition_files"):
             df = _tsv(f)
-            rows = {(str(c), str(t)): k + 1 for k, (c, t) in
-                    enumerate(zip(df["conditionId"], df["targetId"]))}
+            rows = {(str(c), str(t)): line for line, (c, t) in  # TSV lines, header 1
+                    enumerate(zip(df["conditionId"], df["targetId"]), start=2)}
             for c in ConditionTable.from_df(df).conditions:
                 for ch in c.changes:
                     if ch.target_id in self.input_ids:

@@ -13,7 +13,11 @@ reference, ``x.inputs[...]``, ``x.outputs[...]``, ``x.parameters...``) must name
 the problem YAML, an existing forward argument, layer, array and index; otherwise
 `check_mapping` raises `InputError` naming the mapping file, its row and the PEtab id.
 Output elements are checked against the network's output size by `check_output_indices`
-once the importer knows it.
+once the importer knows it. Input elements: ``$index`` is the element's position in the
+argument (spec), so `check_input_indices` requires each argument's elements 0..n-1 mapped
+once each (n: the argument's size where the graph tells it, else the largest index + 1).
+
+Rows are TSV line numbers (the header is row 1), as in the PEtab v1/v2 loaders.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from torch import nn
 
 from sbmlhybrid.errors import InputError, Issue
 
-__all__ = ["PARAM_REF", "SLOT", "MappingRow", "check_mapping", "check_output_indices",
-           "mapping_dict", "read_mapping"]
+__all__ = ["PARAM_REF", "SLOT", "MappingRow", "check_input_indices", "check_mapping",
+           "check_output_indices", "mapping_dict", "read_mapping"]
 
 #: ``net.inputs[i]``, ``net.inputs[i][j]``, ``net.outputs[i][j]``
 SLOT = re.compile(r"^(?P<net>[A-Za-z_]\w*)\.(?P<kind>inputs|outputs)\[(?P<i>\d+)\]"
@@ -43,7 +47,7 @@ _NETLIKE = re.compile(r"^(?P<net>[A-Za-z_]\w*)\.(?:inputs|outputs|parameters)\b"
 
 @dataclass(frozen=True)
 class MappingRow:
-    """One mapping-table row (``row``: 1-based data row, header excluded)."""
+    """One mapping-table row (``row``: its TSV line number, the header being row 1)."""
 
     petab_id: str
     model_id: str
@@ -67,10 +71,11 @@ def read_mapping(files: list[Path]) -> list[MappingRow]:
             if not {"petabEntityId", "modelEntityId"} <= header:
                 raise InputError(Issue("mapping table needs columns petabEntityId and "
                                        "modelEntityId", file=str(path)))
-            for k, raw in enumerate(reader):
+            for raw in reader:
                 row = {str(a).strip(): (b or "").strip() for a, b in raw.items() if a}
+                # line_num: the line just read (blank lines, which DictReader skips, count)
                 rows.append(MappingRow(row["petabEntityId"], row["modelEntityId"], str(path),
-                                       k + 1))
+                                       reader.line_num))
     return rows
 
 
@@ -175,5 +180,77 @@ def check_mapping(rows: list[MappingRow], nets: dict[str, nn.Module]) -> None:
         if why:
             issues.append(Issue(f"mapping of {row.petab_id!r}: {why}", row.file, row.row,
                                 "modelEntityId", row.petab_id))
+    if issues:
+        raise InputError(issues, header="Invalid PEtab SciML mapping table")
+
+
+def _input_elements(rows: list[MappingRow], nn_id: str
+                    ) -> dict[int, list[tuple[int, MappingRow]]]:
+    """argument -> [(element index, row)] of the ``<nn_id>.inputs[i][j]`` rows in table
+    order; a PEtab id mapped twice counts once, by its last row (as in `mapping_dict`)."""
+    last = {r.petab_id: k for k, r in enumerate(rows)}
+    out: dict[int, list[tuple[int, MappingRow]]] = {}
+    for k, row in enumerate(rows):
+        m = SLOT.match(row.model_id)
+        if last[row.petab_id] == k and m and m.group("net") == nn_id \
+                and m.group("kind") == "inputs" and m.group("j") is not None:
+            out.setdefault(int(m.group("i")), []).append((int(m.group("j")), row))
+    return out
+
+
+def _argument_issues(nn_id: str, arg: int, entries: list[tuple[int, MappingRow]],
+                     size: int | None) -> list[Issue]:
+    """Duplicate, out-of-range and unmapped element indices of one input argument."""
+    def issue(row: MappingRow, why: str) -> Issue:
+        return Issue(f"mapping of {row.petab_id!r}: {row.model_id!r} {why}", row.file,
+                     row.row, "modelEntityId", row.petab_id)
+
+    issues, first = [], {}
+    for j, row in entries:
+        if size is not None and j >= size:
+            issues.append(issue(row, f"names element {j} of input argument {arg}, but "
+                                     f"network {nn_id!r} takes {size} value(s) there"))
+        elif j in first:
+            issues.append(issue(row, f"names element {j} of input argument {arg}, which "
+                                     f"{first[j].petab_id!r} (row {first[j].row}) maps "
+                                     "already"))
+        else:
+            first[j] = row
+    n = size if size is not None else max(first, default=-1) + 1
+    missing = [j for j in range(n) if j not in first]
+    if not first or not missing:
+        return issues
+    # the index is the element's position (spec): name the first row a gap would misplace
+    later = [j for j in sorted(first) if j > missing[0]]
+    if later:
+        why = f"names element {later[0]} of input argument {arg}"
+    else:
+        later = [max(first)]
+        why = f"is the last element mapped of input argument {arg}, but network " \
+              f"{nn_id!r} takes {n} value(s) there"
+    issues.append(issue(first[later[0]], f"{why}: element(s) {missing} of it are not mapped "
+                                         "(the index is the position in the argument; map "
+                                         "each element once)"))
+    return issues
+
+
+def check_input_indices(rows: list[MappingRow], sizes: dict[str, dict[int, int]]) -> None:
+    """Every ``net.inputs[i][j]`` row names its own element, and together they fill each
+    argument: ``j`` is the position in argument ``i`` (PEtab SciML spec), so a gap would
+    shift later elements into the wrong slot.
+
+    Args:
+        rows: The mapping table.
+        sizes: Network id -> {argument: number of values it takes} for the networks to
+            check; arguments whose size the graph does not tell are left out.
+
+    Raises:
+        InputError: one issue per duplicate or out-of-range index and per argument with
+            unmapped elements (file, row, column ``modelEntityId``, PEtab id).
+    """
+    issues = []
+    for nn_id, known in sizes.items():
+        for arg, entries in sorted(_input_elements(rows, nn_id).items()):
+            issues += _argument_issues(nn_id, arg, entries, known.get(arg))
     if issues:
         raise InputError(issues, header="Invalid PEtab SciML mapping table")

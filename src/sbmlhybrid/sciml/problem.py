@@ -170,10 +170,13 @@ def build_problem_networks(problem_yaml: str | Path, dtype: torch.dtype = torch.
     return out
 
 
-def _read_tsv(path: Path) -> list[dict[str, str]]:
+def _read_tsv(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(TSV line number, the header being line 1; row with values stripped) pairs."""
     with path.open(newline="") as fh:
-        return [{k.strip(): (v or "").strip() for k, v in row.items() if k}
-                for row in csv.DictReader(fh, delimiter="\t")]
+        reader = csv.DictReader(fh, delimiter="\t")
+        # line_num after reading a row is its line (skipped blank lines count)
+        return [(reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k})
+                for row in reader]
 
 
 def table_files(problem_yaml: str | Path, key: str, config: dict[str, Any] | None = None
@@ -218,10 +221,10 @@ def _network_rows(path: Path, config: dict[str, Any], nets: dict[str, SciMLNet]
     mapping = mapping_dict(read_mapping(table_files(path, "mapping_files", config)))
     rows = []
     for pf in table_files(path, "parameter_files", config):
-        for k, row in enumerate(_read_tsv(pf)):
+        for line, row in _read_tsv(pf):
             m = PARAM_REF.match(mapping.get(row.get("parameterId", ""), ""))
             if m and m.group("net") in nets:
-                rows.append((_specificity(m), m, row, pf, k + 1))
+                rows.append((_specificity(m), m, row, pf, line))
     rows.sort(key=lambda t: t[0])  # general first; specific rows overwrite
     return rows
 

@@ -5,14 +5,18 @@ The mapping table names network slots (``net1.inputs[0][1]``, ``net1.outputs[0][
 input slot (a model entity, a parameter, ``array`` = an array-file input, or a number) and
 which model entity an output sets. `network_io` collects that per network; `as_sequential`
 turns a network whose graph is ``[cat(inputs)] -> Linear/activation chain`` into the
-``nn.Sequential`` the hybrid compile path (`sbmlhybrid.hybrid`) unrolls into SBML.
+``nn.Sequential`` the hybrid compile path (`sbmlhybrid.hybrid`) unrolls into SBML;
+`argument_sizes` reads from that chain how many values an element-mapped argument takes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from sbmlhybrid.errors import Issue, NotSupportedError
@@ -49,7 +53,9 @@ class NetworkIO:
     """Inputs and outputs of one network.
 
     Attributes:
-        inputs: Input slots in (argument, element) order.
+        inputs: Input slots in (argument, element) order: once
+            `sbmlhybrid.sciml.mapping.check_input_indices` passed, element j of an argument
+            is at position j among that argument's slots.
         outputs: Output element index -> PEtab output id.
         targets: PEtab output id -> model entities it sets (hybridization table).
     """
@@ -161,3 +167,37 @@ def as_sequential(net: SciMLNet) -> tuple[nn.Sequential, dict[int, str]]:
         raise NotSupportedError(Issue(f"network {net.nn_model_id!r}: several inputs without "
                                       "a cat node", entity=net.nn_model_id))
     return nn.Sequential(*seq), layer_of
+
+
+def array_size(group: Mapping[str, tuple[np.ndarray, Path]]) -> int | None:
+    """Number of values of an array input (its datasets per condition key) if every
+    dataset is 1-D of one size, else None (the size checks of the routings report it)."""
+    shapes = {np.shape(a) for a, _ in group.values()}
+    if len(shapes) != 1:
+        return None
+    (shape,) = shapes
+    return shape[0] if len(shape) == 1 else None
+
+
+def argument_sizes(net: SciMLNet, io: NetworkIO, array_sizes: Mapping[str, int | None]
+                   ) -> dict[int, int]:
+    """{argument: number of values} for the one element-mapped forward argument, where the
+    graph tells it: a chain (`as_sequential`) whose first Linear takes the concatenated
+    arguments, every other argument a 1-D array input of known size. Empty otherwise
+    (other graphs, several element-mapped arguments: a trial evaluation decides)."""
+    try:
+        seq, _ = as_sequential(net)
+    except NotSupportedError:
+        return {}
+    linear = [m for m in seq if isinstance(m, nn.Linear)]
+    whole = {s.arg: s.petab_id for s in io.inputs if s.index is None}
+    elements = {s.arg for s in io.inputs if s.index is not None}
+    if not linear or len(elements) != 1 or elements & set(whole) \
+            or elements | set(whole) != set(range(len(net.input_ids))):
+        return {}
+    others = [array_sizes.get(pid) for pid in whole.values()]
+    if any(n is None for n in others):
+        return {}
+    size = linear[0].in_features - sum(n for n in others if n is not None)
+    # not positive: the arrays alone overfill the layer, which the size checks report
+    return {next(iter(elements)): size} if size > 0 else {}
