@@ -6,10 +6,10 @@ temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile). 
 
 - ``amici``: AMICI's own code generation and C++ build (1 job, -O3);
 - ``sbmlhybrid``: the default (`sbmlhybrid.build._codegen`: free-symbol Jacobian, sparse
-  symbols and static indices; generated sources of >= 64 kB at -O1, the rest at -O3; one C++
+  symbols and static indices; generated sources of >= 64 kB at -O0, the rest at -O3; one C++
   job per core);
 - ``sbmlhybrid-O3``: the default code generation with every source at -O3;
-- ``sbmlhybrid-O0large``: the default with the large sources at -O0;
+- ``sbmlhybrid-O1large``: the default with the large sources at -O1;
 - ``sbmlhybrid-O1``: the default with ``AMICI_CXXFLAGS=-O1`` (every source at -O1).
 
 For each build: wall and CPU seconds (this process + the compiler processes), 1-minute load
@@ -44,7 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, git_commit, load1, write_json  # noqa: E402
 
-BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-O3", "sbmlhybrid-O0large", "sbmlhybrid-O1")
+BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-O3", "sbmlhybrid-O1large", "sbmlhybrid-O1")
 
 
 def mlp(width: int, seed: int) -> nn.Sequential:
@@ -75,8 +75,8 @@ def build_option(name: str):
         os.environ["AMICI_CXXFLAGS"] = "-O1"
     elif name == "sbmlhybrid-O3":
         codegen.LARGE_SOURCE_FLAGS = ""
-    elif name == "sbmlhybrid-O0large":
-        codegen.LARGE_SOURCE_FLAGS = "-O0"
+    elif name == "sbmlhybrid-O1large":
+        codegen.LARGE_SOURCE_FLAGS = "-O1"
     try:
         yield
     finally:
@@ -97,23 +97,31 @@ def _sources_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _gradient_s(hp, compiled, repeats: int) -> float:
-    from sbmlhybrid.hybrid import objective_of
-
-    objective = objective_of(hp, compiled)
-    objective.evaluate()  # first call loads and sets up
-    times = []
+def gradient_times(objectives: dict[str, object], repeats: int) -> dict[str, dict]:
+    """Median s of one likelihood + gradient per build (objectives already set up by a first
+    call), the builds alternated `repeats` times so drifts of the machine hit all alike."""
+    times: dict[str, list[float]] = {name: [] for name in objectives}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        objective.evaluate()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, objective in objectives.items():
+            t0 = time.perf_counter()
+            objective.evaluate()
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"gradient_s": round(statistics.median(times[name]), 4),
+                   "gradient_s_all": [round(t, 4) for t in times[name]]}
+            for name in objectives}
 
 
-def build(width: int, option: str, repeats: int, seed: int = 0) -> dict:
+def build(width: int, option: str, keep_objective: bool, seed: int = 0
+          ) -> tuple[dict, object | None]:
     from sbmlhybrid.build import cache_key
     from sbmlhybrid.build.cache import DEFAULT_CODEGEN
-    from sbmlhybrid.hybrid import HYBRID_CODEGEN, NetworkTerm, compile_hybrid, hybridize
+    from sbmlhybrid.hybrid import (
+        HYBRID_CODEGEN,
+        NetworkTerm,
+        compile_hybrid,
+        hybridize,
+        objective_of,
+    )
     from sbmlhybrid.problem import load_problem
 
     problem = load_problem(REPO / "petab_problems" / "cho_fedbatch" / "problem.yaml")
@@ -135,7 +143,9 @@ def build(width: int, option: str, repeats: int, seed: int = 0) -> dict:
         load_after = load1()
         assert not compiled.hit, "expected a cold build"
         digest = _sources_digest(compiled.path)
-        grad_s = _gradient_s(hp, compiled, repeats) if repeats else None
+        # loaded and set up (first call) while its folder exists; the extension stays mapped
+        objective = objective_of(hp, compiled) if keep_objective else None
+        fval = None if objective is None else float(objective.evaluate().fval)
         hp2 = hybrid(seed + 1)  # new weights, same architecture: a cache hit
         opts = {**DEFAULT_CODEGEN, **HYBRID_CODEGEN}
         t0 = time.perf_counter()
@@ -145,10 +155,11 @@ def build(width: int, option: str, repeats: int, seed: int = 0) -> dict:
             "cold_s": round(cold, 2), "cold_cpu_s": round(cpu, 2),
             "loadavg_1min_before": load_before, "loadavg_1min_after": load_after,
             "sources_sha256": digest,
-            "gradient_s": None if grad_s is None else round(grad_s, 4),
+            "gradient_s": None, "fval": fval,
             "recompile_new_weights_s": round(recompile, 4),
             "recompile_was_cache_hit": again.hit,
-            "cache_key_unchanged_by_weights": cache_key(hp2, opts) == cache_key(hp, opts)}
+            "cache_key_unchanged_by_weights": cache_key(hp2, opts) == cache_key(hp, opts)
+            }, objective
 
 
 def main() -> None:
@@ -165,17 +176,24 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     runs = []
     for width in args.widths:
+        timed = bool(args.repeats) and width in args.gradient_widths
+        objectives = {}
         for option in args.builds:
-            r = build(width, option,
-                      args.repeats if width in args.gradient_widths else 0)
+            r, objectives[option] = build(width, option, timed)
             print(r, flush=True)
             runs.append(r)
+        if timed:
+            for option, g in gradient_times(objectives, args.repeats).items():
+                r = next(x for x in runs if x["width"] == width and x["build"] == option)
+                r |= g
+                print(width, option, g, flush=True)
     result: dict = {"commit": git_commit(), "command": " ".join(sys.argv), "runs": runs,
                     "cpu_count": os.cpu_count(),
                     "note": "cold = wall s of AMICI code generation + C++ build into an empty "
                             "cache; cold_cpu = CPU s of this process + the compiler processes; "
                             "gradient_s = median s of one likelihood + gradient (1 thread, random "
-                            "initial weights); "
+                            "initial weights; the builds of a width alternated --repeats "
+                            "times); "
                             "sources_sha256 equal across builds = the same generated code"}
     for r in runs:
         amici = next((x for x in runs if x["width"] == r["width"] and x["build"] == "amici"),

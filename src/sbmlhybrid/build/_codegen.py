@@ -19,7 +19,7 @@ millions of walks:
   free-symbol sets (models with splines keep AMICI's test, which also inspects strings).
 
 The C++ build is AMICI's too, with one change: generated sources of at least
-`LARGE_SOURCE_BYTES` get `LARGE_SOURCE_FLAGS` (-O1) through a ``set_source_files_properties``
+`LARGE_SOURCE_BYTES` get `LARGE_SOURCE_FLAGS` (-O0) through a ``set_source_files_properties``
 line appended to the generated ``CMakeLists.txt`` (AMICI's ``AMICI_CXXFLAGS`` would lower every
 source, the model's right-hand side included).
 
@@ -49,10 +49,13 @@ _DERIVATIVES_OF_W = ("dwdw", "dwdx", "dwdp")
 #: Generated C++ sources of at least this many bytes are compiled with `LARGE_SOURCE_FLAGS`
 #: (appended after CMake's -O3, so they win). gcc's -O3 time grows faster than linearly with
 #: function length: the 2x64 network's ``dwdp.cpp`` (4,433 straight-line assignments, 350 kB)
-#: takes 11 s at -O3, 5 s at -O1, 2 s at -O0 (`benchmarks/hybrid_compile.py` measures the
-#: build and the gradient time per choice).
+#: takes 11 s at -O3, 5 s at -O1, 2 s at -O0. These are the sparse derivative tables
+#: (``dwdp``, ``dwdw``), the rules ``w`` and the model class's name arrays: copies and
+#: products that -O3 barely speeds up (2x32 gray-box gradient, builds alternated 4 times:
+#: median 14.5 s at -O0, 15.0 s at -O1, 14.8 s at -O3; `benchmarks/hybrid_compile.py`
+#: measures build and gradient time per choice).
 LARGE_SOURCE_BYTES = 64 * 1024
-LARGE_SOURCE_FLAGS = "-O1"
+LARGE_SOURCE_FLAGS = "-O0"
 
 
 def _term_derivative(term: sp.Expr, var: sp.Symbol) -> sp.Expr:
