@@ -51,9 +51,9 @@ _DERIVATIVES_OF_W = ("dwdw", "dwdx", "dwdp")
 #: function length: the 2x64 network's ``dwdp.cpp`` (4,433 straight-line assignments, 350 kB)
 #: takes 11 s at -O3, 5 s at -O1, 2 s at -O0. These are the sparse derivative tables
 #: (``dwdp``, ``dwdw``), the rules ``w`` and the model class's name arrays: copies and
-#: products that -O3 barely speeds up (2x32 gray-box gradient, builds alternated 4 times:
-#: median 14.5 s at -O0, 15.0 s at -O1, 14.8 s at -O3; `benchmarks/hybrid_compile.py`
-#: measures build and gradient time per choice).
+#: products that -O3 barely speeds up (`benchmarks/results/hybrid_compile.json`, idle: 2x64
+#: cold build 29.3 s, 32.0 s with these sources at -O1, 38.1 s at -O3; 2x32 gray-box gradient,
+#: builds alternated 4 times, median 13.3 s, 14.9 s at -O1, 14.1 s at -O3).
 LARGE_SOURCE_BYTES = 64 * 1024
 LARGE_SOURCE_FLAGS = "-O0"
 
