@@ -33,6 +33,7 @@ from sbmlhybrid.errors import NotSupportedError
 from sbmlhybrid.hybrid import HYBRID_CODEGEN, NetworkTerm, codegen_of, compile_hybrid
 from sbmlhybrid.hybrid import create_hybrid_objective as removed_create_hybrid_objective
 from sbmlhybrid.optimize import MiniBatchOptimizer
+from sbmlhybrid.optimize.multistart import read_work
 from sbmlhybrid.problem import Problem as ProblemV1
 from sbmlhybrid.problem import SolverSettings
 from sbmlhybrid.problem.v2 import ProblemV2
@@ -363,10 +364,12 @@ def test_cli_bad_sciml_input_names_file_row_entity(tmp_path, capsys) -> None:
     (folder / "net1.yaml").unlink()
     assert main(["fit", str(folder / "problem.yaml")]) == 2
     assert "net1.yaml" in capsys.readouterr().err
-    # mini-batch optimizers take SciML problems (tests/test_protocol_sciml.py), not PEtab v2
-    assert main(["fit", str(V2 / "_0001.yaml"), "--optimizer", "adam",
-                 "-o", str(tmp_path / "mb")]) == 2
-    assert "PetabV2Objective" in capsys.readouterr().err
+    # mini-batch optimizers take SciML problems (tests/test_protocol_sciml.py) and PEtab v2
+    # (tests/test_protocol_v2_minibatch.py): one experiment, 2 full evaluations + 1 batch
+    assert main(["fit", str(V2 / "_0001.yaml"), "--optimizer", "adam", "--epochs", "1",
+                 "--starts", "1", "--no-progress", "-o", str(tmp_path / "mb")]) == 0
+    assert read_work(tmp_path / "mb" / "result.hdf5") == {"0": (3, 0)}
+    capsys.readouterr()
     # the suite leaves network entries unbounded: a profile of one is refused by name
     (tmp_path / "mb").mkdir(exist_ok=True)
     (tmp_path / "mb" / "result.hdf5").write_text("")

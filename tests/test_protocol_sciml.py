@@ -30,7 +30,6 @@ import torch
 
 import sbmlhybrid as sh
 from sbmlhybrid.cli.main import main
-from sbmlhybrid.errors import InputError
 from sbmlhybrid.layers import ObjectiveLayer
 from sbmlhybrid.objective import WorkCount, supports_subsets, work_counter_of
 from sbmlhybrid.optimize import MiniBatchOptimizer
@@ -178,12 +177,19 @@ def test_cli_fits_a_sciml_problem_with_adam(tmp_path: Path) -> None:
     assert r.fval == pytest.approx(float(fval), rel=1e-10)
 
 
-def test_minibatch_refuses_a_petab_v2_objective() -> None:
+def test_fit_takes_a_petab_v2_objective_with_a_minibatch_optimizer() -> None:
+    """`fit` with Adam (batch size 1, 2 epochs) on v2 case 0027 (2 experiments): work =
+    2 experiments x 3 full evaluations + 4 batches of one; the result's value is the full
+    objective at its x (details: tests/test_protocol_v2_minibatch.py)."""
     objective = sh.create_objective(sh.load_problem(V2_0027))
-    assert not supports_subsets(objective)
-    with pytest.raises(InputError, match="PetabV2Objective"):
-        sh.fit(objective, sh.FitSettings(n_starts=1, optimizer=MiniBatchOptimizer()),
-               progress=False)
+    assert supports_subsets(objective)
+    result = sh.fit(objective, sh.FitSettings(n_starts=1, optimizer=MiniBatchOptimizer(
+        method="adam", batch_size=1, epochs=2)), progress=False)
+    r = result.optimize_result.list[0]
+    assert (r["work_sensitivity"], r["work_forward"]) == (2 * 3 + 4, 0)
+    problem = objective.pypesto_problem
+    fval = problem.objective(problem.get_reduced_vector(r.x), sensi_orders=(0, 1))[0]
+    assert r.fval == pytest.approx(float(fval), rel=1e-12)
 
 
 # ---- 2. pyPESTO's process engine ----------------------------------------------------------

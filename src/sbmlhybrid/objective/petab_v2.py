@@ -12,7 +12,10 @@ subset of experiments (AMICI's `PetabSimulator.simulate` and pyPESTO's
 `AmiciPetabV2Objective` always simulate all experiments and rebuild every ExpData per call;
 here ExpData are made once and only re-parameterized), solver settings per problem, a
 size-based forward/adjoint choice, priors (`petab_v2_priors`), errors naming the failed
-experiment, and pickling/copying that rebuilds from the compile cache (thread, process and
+experiment, work counting (`work`: every experiment AMICI ran, as `ModelObjective` counts
+conditions), a pyPESTO likelihood that takes experiment subsets (`PetabV2Likelihood`, an
+`EvaluateObjective` over the full vector: the mini-batch optimizers batch experiments
+through it), and pickling/copying that rebuilds from the compile cache (thread, process and
 MPI engines get their own AMICI objects).
 """
 
@@ -27,7 +30,6 @@ import pandas as pd
 import pypesto
 from amici.importers.petab import rdatas_to_simulation_df, unflatten_simulation_df
 from amici.sim.sundials.petab import ExperimentManager, PetabSimulator
-from pypesto import C as pc
 from pypesto.objective import AggregatedObjective
 from pypesto.petab.util import PetabStartpoints
 
@@ -39,11 +41,12 @@ from sbmlhybrid.objective._common import (
     ADJOINT_ABOVE_N_PARAMETERS,
     DEFAULT_THREADS,
     Evaluation,
-    FunctionGradientObjective,
     free_vector,
     lookup_indices,
 )
 from sbmlhybrid.objective.petab_v2_priors import prior_objective
+from sbmlhybrid.objective.protocol import EvaluateObjective
+from sbmlhybrid.objective.work import WorkCounter
 from sbmlhybrid.problem.v2 import ProblemV2
 
 
@@ -63,6 +66,8 @@ class PetabV2Objective:
         x_ids: All parameter-table ids (the full vector of `pypesto_problem`).
         pypesto_problem: pyPESTO problem (bounds, fixed parameters, priors, start points).
         amici_model, amici_solver: The AMICI model and the solver of every simulation.
+        work: Counter of the experiments simulated (`sbmlhybrid.objective.work`; one per
+            experiment AMICI ran, with or without sensitivities).
     """
 
     def __init__(self, problem: ProblemV2, compiled: CompiledModel | None = None,
@@ -85,6 +90,7 @@ class PetabV2Objective:
         self.conditions: list[str] = list(dict.fromkeys(
             m.experiment_id for m in self.petab_problem.measurements))
         self._edatas = [self._manager.create_edata(e) for e in self.conditions]
+        self.work = WorkCounter(n_conditions=len(self.conditions))
         self.x_ids: list[str] = list(self.petab_problem.x_ids)
         self._free_index = [self.x_ids.index(i) for i in self.x_free_ids]
         method = sensitivity_method or problem.solver.sensitivity_method
@@ -189,6 +195,9 @@ class PetabV2Objective:
         failed = [self.conditions[i] for i, r in zip(idx, rdatas, strict=True)
                   if r.status != asd.AMICI_SUCCESS or not np.isfinite(r.llh)]
         fval = float(-sum(r.llh for r in rdatas)) if not failed else np.inf
+        # AMICI skips the experiments after a failed one (status "not run"): not simulated
+        self.work.record(sum(int(r.status) != asd.AMICI_NOT_RUN for r in rdatas), gradient,
+                         len(edatas), fval)
         grad = None
         if gradient:
             # private API, used here only: PetabSimulator sums the sensitivities of any list
@@ -245,15 +254,16 @@ class PetabV2Objective:
             startpoint_method=PetabStartpoints(petab_problem=pp), copy_objective=False)
 
 
-class PetabV2Likelihood(FunctionGradientObjective):
-    """pyPESTO objective: negative log-likelihood of all experiments, on the full vector.
+class PetabV2Likelihood(EvaluateObjective):
+    """pyPESTO objective: negative log-likelihood of experiments, on the full vector (the
+    parameter table's, order ``owner.x_ids``; fixed parameters get a zero gradient).
 
-    Function values and gradients only (optimizers build Hessian approximations).
+    Function values and gradients only (optimizers build Hessian approximations); all
+    experiments per call, any subset through `evaluate_conditions` (mini-batches).
     """
 
     def __init__(self, owner: PetabV2Objective):
-        super().__init__(x_names=owner.x_ids)
-        self.owner = owner
+        super().__init__(owner, x_names=owner.x_ids)
         self._pypesto_free: list[int] | None = None
 
     def update_from_problem(self, dim_full: int, x_free_indices: Sequence[int],
@@ -262,23 +272,23 @@ class PetabV2Likelihood(FunctionGradientObjective):
         super().update_from_problem(dim_full, x_free_indices, x_fixed_indices, x_fixed_vals)
         self._pypesto_free = list(x_free_indices)
 
-    def call_unprocessed(self, x: np.ndarray, sensi_orders: tuple[int, ...], mode: str,
-                         return_dict: bool, **kwargs: Any) -> dict[str, Any]:
+    def evaluate_conditions(self, x: np.ndarray, conditions: Sequence[int] | None,
+                            gradient: bool) -> Evaluation:
+        """`EvaluateObjective.evaluate_conditions` on the full vector `x`, shape
+        (len(x_ids),); conditions: experiment indices (None: all)."""
         owner = self.owner
-        gradient = 1 in sensi_orders
         if gradient and self._pypesto_free is not None:
             extra = set(self._pypesto_free) - set(owner._free_index)
             if extra:  # constants of the compiled model: AMICI has no sensitivities
                 raise InputError(f"no gradient w.r.t. {[owner.x_ids[i] for i in extra]}: "
                                  "not estimated in the PEtab problem")
-        ev = owner.evaluate_full(np.asarray(x, dtype=float), range(len(owner.conditions)),
-                                 gradient)
-        out: dict[str, Any] = {pc.FVAL: ev.fval}
-        if gradient:
+        ev = owner.evaluate_full(np.asarray(x, dtype=float),
+                                 owner.condition_indices(conditions), gradient)
+        grad = None
+        if gradient and ev.grad is not None:
             grad = np.zeros(len(owner.x_ids))
             grad[owner._free_index] = ev.grad
-            out[pc.GRAD] = grad
-        return out
+        return Evaluation(ev.fval, grad)
 
 
 __all__ = ["PetabV2Likelihood", "PetabV2Objective"]

@@ -15,7 +15,12 @@ Implemented by `ModelObjective` (PEtab v1, bare SBML, hybrid problems), `PetabV2
 
 `EvaluateObjective` is the pyPESTO side for objectives that have no pyPESTO objective of their
 own: a `pypesto.objective.ObjectiveBase` over the free vector that calls ``evaluate``
-(function values and gradients; optimizers build Hessian approximations).
+(function values and gradients; optimizers build Hessian approximations). Its
+`EvaluateObjective.evaluate_conditions` is the one way to a subset of conditions on the
+pyPESTO vector, used by its own calls (all conditions) and by the mini-batch optimizers
+(`sbmlhybrid.optimize.minibatch_eval`); a subclass whose vector is not the free one
+(`sbmlhybrid.objective.petab_v2.PetabV2Likelihood`: the parameter table's full vector)
+overrides only that method.
 """
 
 from __future__ import annotations
@@ -68,8 +73,8 @@ class Objective(Protocol):
 def supports_subsets(objective: object) -> bool:
     """Whether the mini-batch optimizers (`sbmlhybrid.optimize.minibatch_eval`) can run
     condition subsets of `objective`: through pyPESTO's AMICI objective (`ModelObjective`),
-    or through ``evaluate(x, conditions=...)`` when its pyPESTO problem evaluates it with an
-    `EvaluateObjective` (`SciMLObjective`, `TorchODE`), whose vector is the free vector."""
+    or through `EvaluateObjective.evaluate_conditions` when its pyPESTO problem evaluates it
+    with an `EvaluateObjective` (`SciMLObjective`, `TorchODE`, `PetabV2Objective`)."""
     if hasattr(objective, "amici_objective"):
         return True
     pp_objective = getattr(getattr(objective, "pypesto_problem", None), "objective", None)
@@ -81,17 +86,30 @@ class EvaluateObjective(FunctionGradientObjective):
     """pyPESTO objective over an `Objective`'s ``evaluate`` on its free vector.
 
     A failed integration gives fval = inf (and a NaN gradient), so optimizers step back.
+
+    Args:
+        owner: The objective of the protocol evaluated.
+        x_names: Ids of this objective's vector (default: ``owner.x_free_ids``; a subclass
+            over another vector passes its own and overrides `evaluate_conditions`).
     """
 
-    def __init__(self, owner: Any):
-        super().__init__(x_names=list(owner.x_free_ids))
+    def __init__(self, owner: Any, x_names: Sequence[str] | None = None):
+        super().__init__(x_names=list(owner.x_free_ids if x_names is None else x_names))
         self.owner = owner
+
+    def evaluate_conditions(self, x: np.ndarray, conditions: Sequence[int] | None,
+                            gradient: bool) -> Evaluation:
+        """Negative log-likelihood over `conditions` (indices into ``owner.conditions``,
+        None: all) at `x`, this objective's vector of shape (len(x_names),); the gradient
+        (or None) has the same shape. Never raises on a failed integration (fval inf)."""
+        return self.owner.evaluate(x, conditions=None if conditions is None
+                                   else [int(i) for i in conditions],
+                                   gradient=gradient, raise_on_failure=False)
 
     def call_unprocessed(self, x: np.ndarray, sensi_orders: tuple[int, ...], mode: str,
                          return_dict: bool, **kwargs: Any) -> dict[str, Any]:
         gradient = 1 in sensi_orders
-        ev = self.owner.evaluate(np.asarray(x, dtype=float), gradient=gradient,
-                                 raise_on_failure=False)
+        ev = self.evaluate_conditions(np.asarray(x, dtype=float), None, gradient)
         out: dict[str, Any] = {pc.FVAL: float(ev.fval)}
         if gradient:
             out[pc.GRAD] = np.full(len(x), np.nan) if ev.grad is None else \

@@ -6,12 +6,13 @@ Two ways to a condition subset, picked from the problem's objective:
   likelihood and gradient assembly), which accepts a subset of `edatas` with the matching
   `parameter_mapping` (see `sbmlhybrid.objective.ModelObjective.evaluate`): PEtab v1, bare
   SBML, hybrid problems;
-* ``owner.evaluate(x, conditions=indices)`` of the objective behind an
-  `sbmlhybrid.objective.EvaluateObjective` (its vector is the owner's free vector, the
-  pyPESTO problem's full one): `sbmlhybrid.sciml.SciMLObjective` (experiments),
-  `sbmlhybrid.hybrid.TorchODE` (conditions). Which condition of a failed batch failed is
-  found by evaluating them one by one (forward only); tolerances are relaxed on the AMICI
-  solver the owner simulates with (`amici_solver_of`), none for the torch ODE.
+* `sbmlhybrid.objective.EvaluateObjective.evaluate_conditions` of the problem's
+  `EvaluateObjective` on the pyPESTO problem's full vector, which calls its ``owner``'s
+  ``evaluate(x, conditions=indices)``: `sbmlhybrid.sciml.SciMLObjective` (experiments),
+  `sbmlhybrid.hybrid.TorchODE` (conditions), and, through `PetabV2Likelihood` (full parameter
+  table vector, fixed parameters included), `PetabV2Objective` (experiments). Which condition
+  of a failed batch failed is found by evaluating them one by one; tolerances are relaxed on
+  the AMICI solver the owner simulates with (`amici_solver_of`), none for the torch ODE.
 
 Hand-written here:
 
@@ -87,7 +88,8 @@ def split_objective(objective: ObjectiveBase
     condition_parts = [p for p in parts if isinstance(p, AmiciObjective | EvaluateObjective)]
     if len(condition_parts) != 1:
         raise InputError("mini-batch optimizers need a pyPESTO problem with exactly one "
-                         "AmiciObjective (PEtab v1) or EvaluateObjective (SciML, torch ODE); "
+                         "AmiciObjective (PEtab v1) or EvaluateObjective (PEtab v2, SciML, "
+                         "torch ODE); "
                          f"got {[type(p).__name__ for p in parts]}")
     return condition_parts[0], [p for p in parts if p is not condition_parts[0]]
 
@@ -127,8 +129,10 @@ class BatchEvaluator:
         part, self.global_terms = split_objective(problem.objective)
         #: The AMICI objective of a PEtab v1 problem (None when batches go through `owner`).
         self.amici_objective = part if isinstance(part, AmiciObjective) else None
-        #: The protocol objective behind an `EvaluateObjective` (None for the AMICI path).
-        self.owner = None if self.amici_objective is not None else part.owner
+        #: The `EvaluateObjective` batches go through (None for the AMICI path) and the
+        #: protocol objective behind it.
+        self._part = None if self.amici_objective is not None else part
+        self.owner = None if self._part is None else self._part.owner
         self._work = work_counter_of(problem.objective)  # the owner path's simulation count
         self.relax_factor = float(relax_factor)
         self.max_relaxations = int(max_relaxations)
@@ -200,8 +204,7 @@ class BatchEvaluator:
         before = self._work.snapshot() if self._work is not None else None
         with warnings.catch_warnings():  # a batch need not use every problem parameter
             warnings.filterwarnings("ignore", "The following problem parameters were not used")
-            ev = self.owner.evaluate(x_full, conditions=[int(i) for i in idx],
-                                     gradient=gradient, raise_on_failure=False)
+            ev = self._part.evaluate_conditions(x_full, idx, gradient)
         # what AMICI ran (it skips the rest of a batch after a failure), else what was asked
         done = None if before is None else self._work.snapshot() - before
         self.counters.n_simulations += len(idx) if done is None else \
@@ -211,7 +214,8 @@ class BatchEvaluator:
         return float(ev.fval), grad
 
     def _owner_call(self, x_full: np.ndarray, idx: Sequence[int], gradient: bool) -> dict:
-        """`_call` through ``owner.evaluate`` (x_full: the owner's free vector). The status of
+        """`_call` through `EvaluateObjective.evaluate_conditions` (x_full: the pyPESTO
+        problem's full vector, the objective's own; gradient on it). The status of
         each condition of a failed batch comes from evaluating it alone, as the batch was
         (with sensitivities, which can need more steps): the protocol reports no
         per-condition status."""

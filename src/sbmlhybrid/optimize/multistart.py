@@ -10,7 +10,8 @@ runs only the missing starts.
 `fit` takes any object of the objective protocol (`sbmlhybrid.objective.Objective`: PEtab
 v1/v2, hybrid, SciML, torch-side ODE); mini-batch optimizers need one whose condition
 subsets they can run (`supports_subsets`: pyPESTO's AMICI objective, or ``evaluate`` behind an
-`EvaluateObjective` for SciML and the torch ODE); others (PEtab v2) are refused by name.
+`EvaluateObjective` for PEtab v2 experiments, SciML and the torch ODE: every objective of the
+package); another implementation of the protocol without either is refused by name.
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ def _check_optimizer(objective: Objective, optimizer: str | optimize.Optimizer) 
     if isinstance(optimizer, MiniBatchOptimizer) and not supports_subsets(objective):
         raise InputError(
             f"mini-batch optimizers run their batches through pyPESTO's AMICI objective "
-            f"(PEtab v1, bare SBML and hybrid problems) or the objective's evaluate (SciML, "
-            f"torch ODE); {type(objective).__name__} offers neither: "
+            f"(PEtab v1, bare SBML and hybrid problems) or the objective's evaluate behind an "
+            f"EvaluateObjective (PEtab v2, SciML, torch ODE); {type(objective).__name__} offers "
+            f"neither: "
             f"use optimizer {' or '.join(OPTIMIZERS)}")
 
 
