@@ -376,3 +376,21 @@ def test_cli_bad_sciml_input_names_file_row_entity(tmp_path, capsys) -> None:
     assert main(["profile", str(SCIML / "003" / "petab" / "problem.yaml"), "-o",
                  str(tmp_path / "mb"), "--parameters", "net1.layer3.bias[0]"]) == 2
     assert "unbounded: ['net1.layer3.bias[0]']" in capsys.readouterr().err
+
+
+def test_tables_parse_floats_exactly(tmp_path) -> None:
+    """Every float of a PEtab table is the nearest double of its text (Python's `float`), on
+    any supported pandas, and no deprecation warning is raised while reading."""
+    import warnings
+
+    from sbmlhybrid.problem import read_tsv
+
+    rng = np.random.default_rng(3)
+    texts = [repr(float(v)) for v in rng.uniform(-1, 1, 200) * 10.0 ** rng.integers(-30, 30, 200)]
+    texts += ["0.1", "3.0000000000000004e-5", "2.2250738585072014e-308", "1.7976931348623157e308",
+              "0.30000000000000004", "123456789012345678901234567890"]
+    (tmp_path / "t.tsv").write_text("value\n" + "\n".join(texts) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parsed = read_tsv(tmp_path / "t.tsv")["value"].to_numpy()
+    assert [float(t) for t in texts] == parsed.tolist()

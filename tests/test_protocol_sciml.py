@@ -253,13 +253,10 @@ def test_objective_layer_passes_gradcheck(layer_case) -> None:
 
 
 # ---- 4. no deprecation warning from the package's SciML path ------------------------------
-#: Deprecations of other libraries that sbmlhybrid.sciml.importer still triggers (pandas'
-#: ``float_precision`` argument, petab.v1.Problem's ``sbml_model``), as (file, message start):
-#: to be removed with their fix there (the test fails on an entry that no longer occurs).
-KNOWN_DEPRECATIONS = {
-    ("sbmlhybrid/sciml/importer.py", "The 'float_precision' argument is deprecated"),
-    ("sbmlhybrid/sciml/importer.py", "Passing `sbml_model`, `sbml_document`, or `sbml_reader`"),
-}
+#: Deprecations of other libraries the package's SciML path may still trigger, as (file,
+#: message start); empty since the importer reads TSVs with `sbmlhybrid.problem.read_tsv` and
+#: builds petab problems from an `SbmlModel` (the test fails on an entry that no longer occurs).
+KNOWN_DEPRECATIONS: set[tuple[str, str]] = set()
 
 
 def test_sciml_conformance_helper_raises_no_deprecation_warning() -> None:

@@ -22,6 +22,7 @@ import libsbml
 import numpy as np
 import pandas as pd
 import petab.v1 as petab
+from petab.v1.models.sbml_model import SbmlModel
 
 from sbmlhybrid.build import compile_problem
 from sbmlhybrid.errors import InputError, NotSupportedError
@@ -155,7 +156,7 @@ def sbml_problem(sbml: str | Path, input_ids: Sequence[str],
                              petab.TIME: 0.0, petab.MEASUREMENT: 0.0} for o in observables])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pp = petab.Problem(sbml_model=model, sbml_document=doc,
+        pp = petab.Problem(model=SbmlModel(sbml_model=model, sbml_document=doc),
                            condition_df=petab.get_condition_df(
                                pd.DataFrame({petab.CONDITION_ID: ["c0"]})),
                            measurement_df=petab.get_measurement_df(meas_df),

@@ -1,4 +1,5 @@
-"""What the PEtab v1 and v2 loaders share: solver settings, reading the SBML model, names.
+"""What the PEtab v1 and v2 loaders share: solver settings, reading the SBML model and TSV
+tables, names.
 
 Private to `sbmlhybrid.problem`: `load` (v1, bare SBML) and `v2` both import from here, so
 neither imports the other at module level.
@@ -11,9 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import libsbml
+import pandas as pd
 
 from sbmlhybrid.errors import InputError, Issue
 from sbmlhybrid.problem.validate import sbml_read_issues
+
+#: pandas < 3 parses floats with a fast, not always correctly rounded, routine unless told
+#: ``round_trip``; pandas 3 parses them exactly by default and deprecates the argument.
+_EXACT_FLOATS = {"float_precision": "round_trip"} \
+    if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def read_tsv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """A tab-separated table with every float parsed exactly (the nearest double), on every
+    supported pandas; `kwargs` go to `pandas.read_csv`."""
+    return pd.read_csv(path, sep="\t", **_EXACT_FLOATS, **kwargs)
 
 
 @dataclass

@@ -21,9 +21,16 @@ import libsbml
 import pandas as pd
 import petab.v1 as petab
 import yaml
+from petab.v1.models.sbml_model import SbmlModel
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
-from sbmlhybrid.problem._common import SolverSettings, load_sbml, problem_name, solver_settings
+from sbmlhybrid.problem._common import (
+    SolverSettings,
+    load_sbml,
+    problem_name,
+    read_tsv,
+    solver_settings,
+)
 from sbmlhybrid.problem.validate import duplicate_ids, validate_problem
 
 if TYPE_CHECKING:
@@ -76,7 +83,7 @@ def _read_table(path: Path, kind: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(Issue(f"{kind} file not found", file=str(path)))
     try:
-        return pd.read_csv(path, sep="\t", float_precision="round_trip")
+        return read_tsv(path)
     except Exception as err:
         raise InputError(Issue(f"cannot read {kind} table: {err}", file=str(path))) from err
 
@@ -211,7 +218,7 @@ def load_problem(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             problem = petab.Problem(
-                sbml_model=doc.getModel(), sbml_document=doc,
+                model=SbmlModel(sbml_model=doc.getModel(), sbml_document=doc),
                 condition_df=petab.get_condition_df(tables["condition"]),
                 measurement_df=petab.get_measurement_df(tables["measurement"]),
                 observable_df=petab.get_observable_df(tables["observable"]),
@@ -342,7 +349,7 @@ def problem_from_sbml(sbml: Path, measurements: Path, solver: SolverSettings | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         problem = petab.Problem(
-            sbml_model=model, sbml_document=doc,
+            model=SbmlModel(sbml_model=model, sbml_document=doc),
             condition_df=petab.get_condition_df(pd.DataFrame({petab.CONDITION_ID: cond_ids})),
             measurement_df=petab.get_measurement_df(meas),
             observable_df=petab.get_observable_df(pd.DataFrame(obs_rows)),

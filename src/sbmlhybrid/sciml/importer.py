@@ -43,11 +43,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import petab.v1 as petab
+from petab.v1.models.sbml_model import SbmlModel
 from petab.v2.core import ConditionTable, ExperimentTable, MeasurementTable
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.hybrid import NetworkTerm, hybridize
-from sbmlhybrid.problem import SolverSettings, load_sbml, problem_from_tables
+from sbmlhybrid.problem import SolverSettings, load_sbml, problem_from_tables, read_tsv
 from sbmlhybrid.problem.v2 import (
     DEFAULT_CONDITION,
     experiments_to_conditions,
@@ -106,7 +107,7 @@ def sciml_solver_settings(config: dict[str, Any]) -> SolverSettings:
 def _tsv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(Issue("file not found", file=str(path)))
-    return pd.read_csv(path, sep="\t", float_precision="round_trip", dtype={"conditionId": str})
+    return read_tsv(path, dtype={"conditionId": str})
 
 
 def _tables(files: list[Path]) -> pd.DataFrame:
@@ -342,7 +343,7 @@ class _Import:
             if col in mdf:
                 ids |= {p for v in mdf[col].dropna() for p in str(v).split(";")}
         pdf = self.v1_pdf.loc[[p for p in self.v1_pdf.index if p in ids]]
-        return petab.Problem(sbml_model=self.model, sbml_document=self.doc,
+        return petab.Problem(model=SbmlModel(sbml_model=self.model, sbml_document=self.doc),
                              condition_df=cond_df, measurement_df=mdf, observable_df=odf,
                              parameter_df=pdf)
 
