@@ -8,12 +8,23 @@ Per problem, in a child process of its own (a crash or a hang fails that problem
   atol 1e-16): passed when ``|llh - reference| <= abs_tolerance`` of reference_values.tsv.
 * ``gradient`` at ``x = x_nominal + d`` (PEtab scale; ``d ~ N(0, PERTURBATION)`` from
   ``default_rng(SEED)``, times ``max(|x|, 1)`` on linear scale; clipped into the bounds less a
-  margin for the FD steps): away from the optimum, so gradients stand above FD noise. Forward
-  and adjoint gradients vs central finite differences, all with tight tolerances (`FD_SOLVER`:
-  FD of an adaptive solver is only as smooth as its error control); step `FD_STEP` (times
-  ``max(|x|, 1)`` on linear scale); failing components are recomputed with `FD_STEP_RETRY`
-  and pass with either step. Criterion (AMICI's ``check_derivatives``), elementwise:
-  ``|g - fd| <= CHECK_ATOL + CHECK_RTOL * |fd|``; ``passed``: forward and adjoint both pass.
+  margin): away from the optimum, so gradients stand above FD noise. Forward and adjoint
+  gradients vs central finite differences, all with tight tolerances (`FD_SOLVER`: FD of an
+  adaptive solver is only as smooth as its error control); step `FD_STEP` (times
+  ``max(|x|, 1)`` on linear scale) for all components. A component failing with it gets the
+  step ladder `FD_STEPS` (on linear scale without the steps whose ``x +- h`` leave the
+  bounds; log-scale parameters take all: the point may sit at a bound), and the FD of
+  the most consistent pair of consecutive steps (least ``|fd_a - fd_b|`` in units of the
+  criterion below; the smaller step's value) is the second reference (``fd_ladder``: all
+  values, the chosen step, its ``inconsistency``; > 1 means no two steps agree within the
+  criterion, i.e. FD did not converge). Why: the FD error is ``~ noise(f) / h`` and
+  ``noise(f) ~ rtol * |f|``, so a fixed small step fails where ``|f|`` is large compared with
+  a gradient component (Beer_MolBioSystems2014: ``f ~ 1.3e5``, ``df/dlog10 kdim_typeIDT5 =
+  0.0208``; FD 0.0148 at h = 1e-5, 0.0192 at 1e-4, 0.02082 at 1e-2 -- the sensitivities were
+  right), and a large one where the objective is not smooth (a switch time crossing a
+  measurement time). Criterion (AMICI's ``check_derivatives``), elementwise:
+  ``|g - fd| <= CHECK_ATOL + CHECK_RTOL * |fd|`` with either reference; ``passed``: forward
+  and adjoint both pass.
   Gradients with the default tolerances are compared with the same FD for information
   (``*_default_tolerances``).
 * ``timing``: medians of `TIMING_REPEATS` evaluations at the nominal point, default settings:
@@ -56,7 +67,9 @@ REFERENCE = BENCHMARKS / "reference_values.tsv"
 RECORDS = RESULTS / "benchmark_collection"
 SEED = 0
 PERTURBATION = 0.05
-FD_STEP, FD_STEP_RETRY = 1e-5, 1e-4
+FD_STEP = 1e-5
+FD_STEPS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)  # the ladder, largest first
+CLIP_MARGIN = 3e-4  # times max(|x|, 1): the perturbed point's distance from the bounds
 FD_SOLVER = {"rtol": 1e-12, "atol": 1e-16, "max_steps": 1_000_000}
 CHECK_ATOL, CHECK_RTOL = 1e-3, 1e-2
 TIMING_REPEATS = 3
@@ -97,10 +110,14 @@ def perturbed_point(objective: Any, seed: int = SEED) -> np.ndarray:
     x0 = objective.x_nominal_free
     size = unit(objective, x0)
     x = x0 + np.random.default_rng(seed).normal(scale=PERTURBATION, size=len(x0)) * size
-    margin = 3 * FD_STEP_RETRY * size
-    lb = np.asarray(objective.pypesto_problem.lb, dtype=float) + margin
-    ub = np.asarray(objective.pypesto_problem.ub, dtype=float) - margin
-    return np.clip(x, lb, ub)
+    lb, ub = bounds(objective)
+    return np.clip(x, lb + CLIP_MARGIN * size, ub - CLIP_MARGIN * size)
+
+
+def bounds(objective: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of the free parameters (PEtab scale)."""
+    return (np.asarray(objective.pypesto_problem.lb, dtype=float),
+            np.asarray(objective.pypesto_problem.ub, dtype=float))
 
 
 def fd_gradient(objective: Any, x: np.ndarray, step: float,
@@ -116,6 +133,47 @@ def fd_gradient(objective: Any, x: np.ndarray, step: float,
         down = objective.evaluate(x - e, gradient=False).fval
         fd[i] = (up - down) / (2 * steps[i])
     return fd
+
+
+def inconsistency(a: float, b: float) -> float:
+    """|a - b| in units of the check criterion at the larger of |a|, |b| (inf if not finite)."""
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return float("inf")
+    return float(abs(a - b) / (CHECK_ATOL + CHECK_RTOL * max(abs(a), abs(b))))
+
+
+def most_consistent(values: dict[float, float]) -> tuple[float, float]:
+    """The step whose FD agrees best with that of the next larger step of `values`
+    ({step: fd}; non-finite values are left out), and that `inconsistency`; a single finite
+    value: its step, inf; none: the smallest step, inf."""
+    steps = sorted((h for h, v in values.items() if np.isfinite(v)), reverse=True)
+    pairs = [(inconsistency(values[a], values[b]), b) for a, b in zip(steps, steps[1:])]
+    if not pairs:
+        return (steps[0] if steps else min(values)), float("inf")
+    score, step = min(pairs, key=lambda p: p[0])  # ties: the larger steps (less noise)
+    return step, score
+
+
+def fd_ladder(objective: Any, x: np.ndarray, fd: np.ndarray,
+              indices: list[int]) -> dict[int, dict[str, Any]]:
+    """Central FD of components `indices` over the steps `FD_STEPS` that stay in the bounds
+    (`fd`: the values at `FD_STEP`; a linear-scale parameter only where ``x +- h`` is in the
+    bounds, a log-scale one stays positive anyway), and the most consistent step of each."""
+    size, (lb, ub) = unit(objective, x), bounds(objective)
+    par = objective.problem.petab_problem.parameter_df
+    lin = [par.loc[i, "parameterScale"] == "lin" for i in objective.x_free_ids]
+    out = {}
+    for i in indices:
+        values = {}
+        for step in FD_STEPS:
+            if step == FD_STEP:
+                values[step] = float(fd[i])
+            elif not lin[i] or lb[i] <= x[i] - step * size[i] <= x[i] + step * size[i] <= ub[i]:
+                values[step] = float(fd_gradient(objective, x, step, [i])[i])
+        chosen, score = most_consistent(values)
+        out[i] = {"fd": {f"{h:g}": v for h, v in values.items()}, "step": chosen,
+                  "value": values[chosen], "inconsistency": score}
+    return out
 
 
 def compare(grad: np.ndarray, fds: list[np.ndarray], ids: list[str]) -> dict[str, Any]:
@@ -189,9 +247,10 @@ def gradient_check(objective: Any) -> dict[str, Any]:
                                                     + CHECK_RTOL * np.abs(fd)))})
         fds = [fd]
         if failing:
-            retry = fd_gradient(objective, x, FD_STEP_RETRY, failing)
-            fds.append(np.where(np.isnan(retry), fd, retry))
-            out["fd_retry"] = {ids[i]: float(retry[i]) for i in failing}
+            ladder = fd_ladder(objective, x, fd, failing)
+            fds.append(fd.copy())
+            fds[1][failing] = [ladder[i]["value"] for i in failing]
+            out["fd_ladder"] = {ids[i]: ladder[i] for i in failing}
     finally:
         set_solver(objective, **old)
     out.update(_compare_all(grads, fds, ids))
@@ -356,7 +415,7 @@ def summarize(rows: list[dict[str, Any]], load_before: float) -> dict[str, Any]:
             p["llh_passed"] and p["grad_forward_passed"] and p["grad_adjoint_passed"])),
         "not_run": not_run, "with_errors": sorted(k for k, p in problems.items() if p["errors"]),
         "protocol": {"seed": SEED, "perturbation": PERTURBATION, "fd_step": FD_STEP,
-                     "fd_step_retry": FD_STEP_RETRY, "fd_solver": FD_SOLVER,
+                     "fd_steps": list(FD_STEPS), "clip_margin": CLIP_MARGIN, "fd_solver": FD_SOLVER,
                      "check_atol": CHECK_ATOL, "check_rtol": CHECK_RTOL,
                      "timing_repeats": TIMING_REPEATS, "records": str(RECORDS.name)},
         "provenance": provenance(), "load1_before": load_before, "load1_after": load1(),
