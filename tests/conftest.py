@@ -29,15 +29,19 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-def fd_gradient(objective, x: np.ndarray, eps: float) -> np.ndarray:
-    """Central finite differences of `objective.evaluate(x).fval`, shape (n_free,)."""
+def central_differences(fun, x: np.ndarray, eps: float) -> np.ndarray:
+    """Central finite differences of the scalar function `fun` at `x`, shape x.shape."""
     grad = np.empty_like(x)
     for i in range(len(x)):
         step = np.zeros_like(x)
         step[i] = eps
-        grad[i] = (objective.evaluate(x + step, gradient=False).fval
-                   - objective.evaluate(x - step, gradient=False).fval) / (2 * eps)
+        grad[i] = (fun(x + step) - fun(x - step)) / (2 * eps)
     return grad
+
+
+def fd_gradient(objective, x: np.ndarray, eps: float) -> np.ndarray:
+    """Central finite differences of `objective.evaluate(x).fval`, shape (n_free,)."""
+    return central_differences(lambda v: objective.evaluate(v, gradient=False).fval, x, eps)
 
 
 @pytest.fixture(scope="session")

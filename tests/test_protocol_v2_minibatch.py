@@ -35,7 +35,7 @@ from sbmlhybrid.optimize import MiniBatchOptimizer
 from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator, split_objective
 from sbmlhybrid.optimize.multistart import read_work
 from sbmlhybrid.problem import SolverSettings
-from tests.conftest import SHARED
+from tests.conftest import SHARED, central_differences
 
 CASE = SHARED / "petab_test_suite" / "v2.0.0" / "sbml" / "0027"
 pytestmark = pytest.mark.skipif(
@@ -217,12 +217,7 @@ def test_v2_batch_gradient_matches_central_differences(v2_prior, batch: list[int
     eps = 1e-5
     with BatchEvaluator(objective.pypesto_problem) as ev:
         _, grad = ev.batch(x, batch)
-        fd = np.empty_like(x)
-        for i in range(len(x)):
-            step = np.zeros_like(x)
-            step[i] = eps
-            fd[i] = (ev.batch(x + step, batch, gradient=False)[0]
-                     - ev.batch(x - step, batch, gradient=False)[0]) / (2 * eps)
+        fd = central_differences(lambda v: ev.batch(v, batch, gradient=False)[0], x, eps)
     # e2 does not depend on e1's offset (offset_A1_c0): zero in both; the rest moves
     unused = [objective.x_free_ids.index("offset_A1_c0")] if batch == [1] else []
     assert np.all(grad[unused] == 0) and np.count_nonzero(fd) == len(x) - len(unused)

@@ -34,6 +34,7 @@ from sbmlhybrid.cli.main import main
 from sbmlhybrid.errors import InputError
 from sbmlhybrid.sciml import SciMLObjective, find_networks, write_inputs
 from tests import sciml_spec_builder as b
+from tests.conftest import central_differences
 
 torch.set_num_threads(1)
 P_IN = 1.5
@@ -208,15 +209,7 @@ def dynamic_reference(folder: Path, module: nn.Module, mech: dict[str, float]) -
 
 def fd_check(fun, grad: np.ndarray, x: np.ndarray, h: float = 1e-5) -> None:
     """`grad` equals Richardson-extrapolated central differences of `fun` within 1e-4."""
-    def central(step: float) -> np.ndarray:
-        out = np.empty_like(x)
-        for i in range(len(x)):
-            e = np.zeros_like(x)
-            e[i] = step
-            out[i] = (fun(x + e) - fun(x - e)) / (2 * step)
-        return out
-
-    fd = (4 * central(h / 2) - central(h)) / 3
+    fd = (4 * central_differences(fun, x, h / 2) - central_differences(fun, x, h)) / 3
     assert np.linalg.norm(grad - fd) <= 1e-4 * np.linalg.norm(fd), (grad, fd)
     assert np.max(np.abs(grad - fd)) <= 1e-4 * np.max(np.abs(fd))
 

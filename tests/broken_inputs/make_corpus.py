@@ -25,7 +25,8 @@ def _tsv(folder: Path, name: str, edit: Callable[[pd.DataFrame], pd.DataFrame]) 
     edit(df).to_csv(path, sep="\t", index=False)
 
 
-def _set(name: str, row: int, col: str, value: str) -> Callable[[Path], None]:
+def set_cell(name: str, row: int, col: str, value: str) -> Callable[[Path], None]:
+    """An edit of `folder`: table `name`, data row `row` (0-based), column `col` := value."""
     def apply(folder: Path) -> None:
         def edit(df: pd.DataFrame) -> pd.DataFrame:
             df.loc[row, col] = value
@@ -99,28 +100,28 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str]] = [
      "problem.yaml", ""),
     ("yaml_not_petab", _text("problem.yaml", "problems:", "problemz:"), "no 'problems' entry",
      "problem.yaml", ""),
-    ("unknown_observable", _set("measurements.tsv", 3, "observableId", "obs_c"),
+    ("unknown_observable", set_cell("measurements.tsv", 3, "observableId", "obs_c"),
      "measurements.tsv, row 5, column observableId: unknown observable 'obs_c'",
      "problem.yaml", ""),
-    ("unknown_condition", _set("measurements.tsv", 2, "simulationConditionId", "c9"),
+    ("unknown_condition", set_cell("measurements.tsv", 2, "simulationConditionId", "c9"),
      "row 4, column simulationConditionId: unknown condition 'c9'", "problem.yaml", ""),
-    ("lb_gt_ub", _set("parameters.tsv", 1, "lowerBound", "20"),
+    ("lb_gt_ub", set_cell("parameters.tsv", 1, "lowerBound", "20"),
      "parameters.tsv, row 3, column lowerBound: lowerBound 20.0 > upperBound", "problem.yaml",
      ""),
-    ("nan_measurement", _set("measurements.tsv", 0, "measurement", "NaN"),
+    ("nan_measurement", set_cell("measurements.tsv", 0, "measurement", "NaN"),
      "row 2, column measurement: non-finite measurement", "problem.yaml", ""),
-    ("inf_measurement", _set("measurements.tsv", 7, "measurement", "inf"),
+    ("inf_measurement", set_cell("measurements.tsv", 7, "measurement", "inf"),
      "row 9, column measurement: non-finite measurement", "problem.yaml", ""),
-    ("negative_time", _set("measurements.tsv", 1, "time", "-1"),
+    ("negative_time", set_cell("measurements.tsv", 1, "time", "-1"),
      "row 3, column time: negative time", "problem.yaml", ""),
     ("negative_under_log_noise", lambda f: (
         _add_col("observables.tsv", "observableTransformation", "log")(f),
-        _set("measurements.tsv", 4, "measurement", "-0.2")(f)),
+        set_cell("measurements.tsv", 4, "measurement", "-0.2")(f)),
      "row 6, column measurement: measurement -0.2 <= 0 for observable obs_a with log-scale",
      "problem.yaml", ""),
-    ("log_scale_nonpositive_bound", _set("parameters.tsv", 0, "lowerBound", "0"),
+    ("log_scale_nonpositive_bound", set_cell("parameters.tsv", 0, "lowerBound", "0"),
      "row 2, column lowerBound: lowerBound 0.0 must be > 0 for log10", "problem.yaml", ""),
-    ("nominal_outside_bounds", _set("parameters.tsv", 2, "nominalValue", "50"),
+    ("nominal_outside_bounds", set_cell("parameters.tsv", 2, "nominalValue", "50"),
      "row 4, column nominalValue: nominalValue 50.0 outside", "problem.yaml", ""),
     ("unknown_model_parameter", _text("observables.tsv", "scale * B", "scale * B * gain"),
      "gain", "problem.yaml", ""),
@@ -133,7 +134,7 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str]] = [
     ("missing_time_column", _drop_col("measurements.tsv", "time"), "time", "problem.yaml", ""),
     ("compartment_in_conditions", _add_col("conditions.tsv", "cell", "2.0"),
      "initial size of compartment 'cell'", "problem.yaml", ""),
-    ("bare_sbml_unknown_observable", _set("measurements.tsv", 0, "observableId", "obs_zz"),
+    ("bare_sbml_unknown_observable", set_cell("measurements.tsv", 0, "observableId", "obs_zz"),
      "observable 'obs_zz' matches no SBML entity", "model.xml", "--measurements measurements.tsv"),
     ("bad_noise_parameter", _noise_parameters("noiseParameter1_obs_a", "0.1", {0: "-3"}),
      "row 2, column noiseParameters: sigma -3 of observable 'obs_a' at nominal parameters "
@@ -168,7 +169,7 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str]] = [
     ("bare_sbml_empty_measurements", _no_rows("measurements.tsv"),
      "measurements.tsv: measurement table has no rows", "model.xml",
      "--measurements measurements.tsv"),
-    ("text_measurement", _set("measurements.tsv", 2, "measurement", "abc"),
+    ("text_measurement", set_cell("measurements.tsv", 2, "measurement", "abc"),
      "measurements.tsv, row 4, column measurement: measurement 'abc' is not a number",
      "problem.yaml", ""),
     ("misspelled_measurement_column", lambda f: _tsv(f, "measurements.tsv", lambda df: df.rename(
@@ -176,22 +177,22 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str]] = [
      "measurements.tsv, row 1: missing required column(s) ['observableId']", "problem.yaml", ""),
     ("unknown_preequilibration_condition", lambda f: (
         _add_col("measurements.tsv", "preequilibrationConditionId", "c0")(f),
-        _set("measurements.tsv", 6, "preequilibrationConditionId", "c7")(f)),
+        set_cell("measurements.tsv", 6, "preequilibrationConditionId", "c7")(f)),
      "row 8, column preequilibrationConditionId: unknown condition 'c7'", "problem.yaml", ""),
-    ("unknown_parameter_scale", _set("parameters.tsv", 0, "parameterScale", "ln"),
+    ("unknown_parameter_scale", set_cell("parameters.tsv", 0, "parameterScale", "ln"),
      "parameters.tsv, row 2, column parameterScale: unknown parameterScale 'ln'",
      "problem.yaml", ""),
-    ("estimate_not_binary", _set("parameters.tsv", 0, "estimate", "yes"),
+    ("estimate_not_binary", set_cell("parameters.tsv", 0, "estimate", "yes"),
      "parameters.tsv, row 2, column estimate: estimate must be 0 or 1, not 'yes'",
      "problem.yaml", ""),
     ("fixed_parameter_without_nominal", lambda f: (
-        _set("parameters.tsv", 0, "estimate", "0")(f),
-        _set("parameters.tsv", 0, "nominalValue", "")(f)),
+        set_cell("parameters.tsv", 0, "estimate", "0")(f),
+        set_cell("parameters.tsv", 0, "nominalValue", "")(f)),
      "parameters.tsv, row 2, column nominalValue: nominalValue is required for a parameter "
      "that is not estimated", "problem.yaml", ""),
     ("parameter_file_missing", lambda f: (f / "parameters.tsv").unlink(),
      "parameters.tsv: parameter file not found", "problem.yaml", ""),
-    ("unknown_noise_distribution", _set("observables.tsv", 0, "noiseDistribution", "gaussian"),
+    ("unknown_noise_distribution", set_cell("observables.tsv", 0, "noiseDistribution", "gaussian"),
      "Unrecognized noise distribution in observable table: gaussian", "problem.yaml", ""),
     ("observable_formula_syntax", _text("observables.tsv", "scale * B", "scale * (B"),
      "Error parsing 'scale * (B'", "problem.yaml", ""),

@@ -30,6 +30,7 @@ import pandas as pd
 from torch import nn
 
 from tests import sciml_spec_builder as b
+from tests.broken_inputs.make_corpus import set_cell
 
 TINY = Path(__file__).resolve().parent.parent / "data" / "tiny"
 #: tiny's condition id -> the v2 experiment applying it
@@ -124,18 +125,12 @@ def _replace(row: int, model_id: str) -> Callable[[list[tuple[str, str]]], None]
 
 def _v2_unknown_experiment(folder: Path) -> None:
     write_tiny_v2(folder)
-    path = folder / "measurements.tsv"
-    df = pd.read_csv(path, sep="\t", dtype=str)
-    df.loc[4, "experimentId"] = "e9"  # TSV line 6
-    _tsv(df, path)
+    set_cell("measurements.tsv", 4, "experimentId", "e9")(folder)  # TSV line 6
 
 
 def _sciml_unknown_experiment(folder: Path) -> None:
     write_dynamic_sciml(folder)
-    path = folder / "measurements.tsv"
-    df = pd.read_csv(path, sep="\t", dtype=str)
-    df.loc[2, "experimentId"] = "e7"  # TSV line 4
-    _tsv(df, path)
+    set_cell("measurements.tsv", 2, "experimentId", "e7")(folder)  # TSV line 4
 
 
 def _nan_parameter(folder: Path) -> None:
