@@ -95,9 +95,9 @@ def split_objective(objective: ObjectiveBase
 
 
 def amici_solver_of(owner: object) -> asd.Solver | None:
-    """The AMICI solver an objective of the protocol simulates with (`ModelObjective`,
-    `PetabV2Objective`, or a `SciMLObjective` through its `ModelObjective` ``model``);
-    None for one without (the torch ODE)."""
+    """The AMICI solver an objective simulates with (pyPESTO's `AmiciObjective`, or of the
+    protocol: `ModelObjective`, `PetabV2Objective`, a `SciMLObjective` through its
+    `ModelObjective` ``model``); None for one without (the torch ODE)."""
     for holder in (owner, getattr(owner, "model", None)):
         solver = getattr(holder, "amici_solver", None) or getattr(
             getattr(holder, "amici_objective", None), "amici_solver", None)
@@ -234,8 +234,8 @@ class BatchEvaluator:
         return not gradient or bool(np.all(np.isfinite(np.asarray(ret[GRAD])[self._free])))
 
     def _relaxed_call(self, x_full: np.ndarray, i: int, gradient: bool) -> dict | None:
-        solver = self.amici_objective.amici_solver if self.amici_objective is not None \
-            else amici_solver_of(self.owner)
+        solver = amici_solver_of(self.owner if self.amici_objective is None
+                                 else self.amici_objective)
         if solver is None:  # nothing to relax (torch ODE): the batch fails
             return None
         rtol, atol = solver.get_relative_tolerance(), solver.get_absolute_tolerance()
