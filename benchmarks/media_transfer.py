@@ -244,8 +244,9 @@ def candidate_speed(root: Path, rows: int, n: int) -> dict[str, Any]:
     from sbmlhybrid.media.synthetic import SyntheticMediumBenchmark
 
     path = root / "candidate_scoring.json"
-    if path.exists() and read_record(path).get("load1_before", 99.0) <= 2.0:
-        return read_record(path)
+    stored = read_record(path) if path.exists() else None
+    if stored is not None and stored.get("load1_before", 99.0) <= 2.0:
+        return stored
     one_thread()
     bench = SyntheticMediumBenchmark(seed=0)
     model = _load_model(root / "synthetic_source" / f"rows{rows}.zip")
