@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import amici.sim.sundials as asd
 import numpy as np
 import pandas as pd
 import pytest
 
 from sbmlhybrid.errors import InputError, SimulationError
 from sbmlhybrid.objective import create_objective
-from sbmlhybrid.problem import load_problem
+from sbmlhybrid.problem import SolverSettings, load_problem, solver_settings
 from tests.conftest import PROBLEMS, REPO, fd_gradient, shared_path
 
 TINY = REPO / "tests" / "data" / "tiny" / "problem.yaml"
@@ -86,6 +87,38 @@ def test_solver_settings_reach_the_optimized_objective() -> None:
     assert inner is objective.amici_objective
     assert inner.amici_solver.get_relative_tolerance() == 1e-11
     assert inner.amici_solver.get_max_steps() == 4321
+
+
+def test_adams_adjoint_with_quadrature_tolerances_matches_finite_differences() -> None:
+    """Adams-Moulton with functional iteration and adjoint quadratures at their own
+    tolerances: the settings reach the solver and the gradient is still right."""
+    problem = load_problem(PROBLEMS / "cho_fedbatch" / "problem.yaml")
+    problem.solver = SolverSettings(rtol=1e-12, atol=1e-12, multistep="adams",
+                                    nonlinear_iteration="fixedpoint", quadrature_rtol=1e-10,
+                                    quadrature_atol=1e-10)
+    objective = create_objective(problem, sensitivity_method="adjoint")
+    solver = objective.amici_objective.amici_solver
+    assert solver.get_linear_multistep_method() == asd.LinearMultistepMethod.adams
+    assert solver.get_non_linear_solver_iteration() == asd.NonlinearSolverIteration.fixedpoint
+    assert solver.get_relative_tolerance_quadratures() == 1e-10
+    assert solver.get_absolute_tolerance_quadratures() == 1e-10
+    x = objective.x_nominal_free + np.random.default_rng(3).normal(
+        scale=0.05, size=len(objective.x_free_ids))
+    grad = objective.evaluate(x).grad
+    fd = fd_gradient(objective, x, 1e-5)
+    np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"multistep": "rk4"}, "solver.multistep must be one of bdf, adams"),
+    ({"nonlinear_iteration": "picard"}, "nonlinear_iteration must be one of newton"),
+    ({"quadrature_atol": 0}, "quadrature_atol must be positive"),
+    ({"rtl": 1e-6}, r"unknown solver setting\(s\) \['rtl'\]"),
+    ([1e-6], "must be a mapping"),
+])
+def test_bad_solver_settings_name_the_key(given, message) -> None:
+    with pytest.raises(InputError, match=message):
+        solver_settings({"sbmlhybrid": {"solver": given}})
 
 
 def test_simulation_table_and_subsets(tiny) -> None:

@@ -35,8 +35,7 @@ def _layer(model: asd.Model, input_ids: Sequence[str], timepoints: Sequence[floa
            table: ConditionTable | None, input_scale: str | Sequence[str], sensitivity: str,
            solver: SolverSettings, num_threads: int) -> SimulatorLayer:
     sim = AmiciBatchSimulator(model, input_ids, timepoints, table, input_scale=input_scale,
-                              rtol=solver.rtol, atol=solver.atol, max_steps=solver.max_steps,
-                              num_threads=num_threads)
+                              num_threads=num_threads, solver=solver)
     return SimulatorLayer(sim, sensitivity=sensitivity)
 
 

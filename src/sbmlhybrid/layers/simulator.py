@@ -31,6 +31,8 @@ from torch import nn
 
 from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.errors import InputError, NotSupportedError, SimulationError
+from sbmlhybrid.objective import apply_solver_settings
+from sbmlhybrid.problem import SolverSettings
 
 _SCALES = {"lin": asd.ParameterScaling.none, "log": asd.ParameterScaling.ln,
            "log10": asd.ParameterScaling.log10}
@@ -74,12 +76,15 @@ class AmiciBatchSimulator:
         input_scale: "lin", "log" (natural log) or "log10" for all inputs, or one per input.
         rtol, atol, max_steps: CVODES settings (use rtol <= 1e-12 for finite-difference checks).
         num_threads: OpenMP threads of `run_simulations` for a batch.
+        solver: All solver settings at once (integration method, quadrature tolerances);
+            replaces `rtol`, `atol` and `max_steps` when given.
     """
 
     def __init__(self, model: asd.Model, input_ids: Sequence[str], timepoints: Sequence[float],
                  conditions: ConditionTable | None = None,
                  input_scale: str | Sequence[str] = "lin", rtol: float = 1e-8,
-                 atol: float = 1e-12, max_steps: int = 100_000, num_threads: int = 1):
+                 atol: float = 1e-12, max_steps: int = 100_000, num_threads: int = 1,
+                 solver: SolverSettings | None = None):
         quiet_amici_simulations()
         self.model = model
         self.free_ids = list(model.get_free_parameter_ids())
@@ -120,9 +125,8 @@ class AmiciBatchSimulator:
         self.conditions = conditions
         self.num_threads = int(num_threads)
         self.solver = model.create_solver()
-        self.solver.set_relative_tolerance(rtol)
-        self.solver.set_absolute_tolerance(atol)
-        self.solver.set_max_steps(max_steps)
+        apply_solver_settings(self.solver, solver or SolverSettings(
+            rtol=rtol, atol=atol, max_steps=max_steps, steady_state_rtol=None))
         self._plain = self.solver.clone()
         self._plain.set_sensitivity_order(asd.SensitivityOrder.none)
         self._fsa = self.solver.clone()

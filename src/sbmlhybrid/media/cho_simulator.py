@@ -20,6 +20,7 @@ day of 200 mM glucose / 20 mM glutamine from day 3). Units: days, mM, 1e6 cells/
 
 from __future__ import annotations
 
+import dataclasses
 from importlib.resources import files
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from sbmlhybrid._logs import quiet_amici_simulations
 from sbmlhybrid.errors import InputError, SimulationError
+from sbmlhybrid.objective import apply_solver_settings
 
 # Package data (pyproject.toml: tool.setuptools.package-data): in the source tree
 # sbmlhybrid/_problems/cho_fedbatch links to petab_problems/cho_fedbatch, an installed
@@ -108,9 +110,10 @@ class AmiciCHOSimulator:
         model.set_parameter_scale(asd.ParameterScaling.none)
         model.set_timepoints(self.times)
         solver = model.create_solver()
-        solver.set_relative_tolerance(self.rtol or problem.solver.rtol)
-        solver.set_absolute_tolerance(self.atol or problem.solver.atol)
-        solver.set_max_steps(self.max_steps or problem.solver.max_steps)
+        s = problem.solver
+        apply_solver_settings(solver, dataclasses.replace(
+            s, rtol=self.rtol or s.rtol, atol=self.atol or s.atol,
+            max_steps=self.max_steps or s.max_steps))
         solver.set_sensitivity_order(asd.SensitivityOrder.none)
         states = list(model.get_state_ids())
         self._ix = {s: states.index(s) for s in ("Xv", "Xd", "mAb")}

@@ -5,7 +5,7 @@ Entry point: `create_objective(problem)` -> `ModelObjective` (PEtab v1, bare SBM
 `Objective` is the protocol all of them implement (`sbmlhybrid.objective.protocol`).
 """
 
-from sbmlhybrid.objective._common import free_vector, lookup_indices
+from sbmlhybrid.objective._common import apply_solver_settings, free_vector, lookup_indices
 from sbmlhybrid.objective.model_objective import Evaluation, ModelObjective, create_objective
 from sbmlhybrid.objective.protocol import EvaluateObjective, Objective, supports_subsets
 from sbmlhybrid.objective.work import (
@@ -16,5 +16,5 @@ from sbmlhybrid.objective.work import (
 )
 
 __all__ = ["EvaluateObjective", "Evaluation", "ModelObjective", "Objective", "WorkCount",
-           "WorkCounter", "create_objective", "free_vector", "install_work_counter",
-           "lookup_indices", "supports_subsets", "work_counter_of"]
+           "WorkCounter", "apply_solver_settings", "create_objective", "free_vector",
+           "install_work_counter", "lookup_indices", "supports_subsets", "work_counter_of"]

@@ -1,6 +1,8 @@
 """What the PEtab v1, v2 and SciML objectives share: the evaluation record, two defaults,
-the check of a free parameter vector, the lookup of conditions by id or index, and the
-function-and-gradient pyPESTO objective base.
+the one translation of `SolverSettings` into AMICI solver calls (every AMICI runner of the
+package: objectives, the torch layer's batch simulator, the medium simulator), the check of a
+free parameter vector, the lookup of conditions by id or index, and the function-and-gradient
+pyPESTO objective base.
 
 `model_objective` (v1) and `petab_v2` both import from here, so neither imports the other at
 module level (`model_objective.create_objective` hands PEtab v2 problems to `petab_v2` inside
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import amici.sim.sundials as asd
 import numpy as np
 from pypesto import C as pc
 from pypesto.objective import ObjectiveBase
 
 from sbmlhybrid.errors import InputError, Issue
+from sbmlhybrid.problem import SolverSettings
 
 # Forward sensitivities cost ~ n_states * n_parameters per step, adjoints ~ n_states per
 # backward solve per condition. Measured: Isensee (46 parameters) fval+grad 24.5 s forward vs
@@ -30,6 +35,33 @@ ADJOINT_ABOVE_N_PARAMETERS = 25
 #: forked from it (pyPESTO's process engine) hangs in its first parallel region (seen in the
 #: test suite), so more threads are opt-in (`--threads 2`, `objective.n_threads = 2`).
 DEFAULT_THREADS = 1
+
+
+def apply_solver_settings(solver: Any, settings: SolverSettings,
+                          sensitivity_method: str | None = None) -> None:
+    """Set an AMICI solver's tolerances, step cap, integration method and (if given, "forward"
+    or "adjoint") sensitivity method from `settings`; fields left None keep AMICI's values."""
+    solver.set_relative_tolerance(settings.rtol)
+    solver.set_absolute_tolerance(settings.atol)
+    solver.set_max_steps(settings.max_steps)
+    if settings.steady_state_rtol is not None:
+        solver.set_relative_tolerance_steady_state(settings.steady_state_rtol)
+    adams = settings.multistep == "adams"
+    solver.set_linear_multistep_method(asd.LinearMultistepMethod.adams if adams
+                                       else asd.LinearMultistepMethod.BDF)
+    # CVODES' stability limit detection exists for BDF only (AMICI enables it; Adams fails)
+    solver.set_stability_limit_flag(not adams)
+    solver.set_non_linear_solver_iteration(
+        asd.NonlinearSolverIteration.fixedpoint if settings.nonlinear_iteration == "fixedpoint"
+        else asd.NonlinearSolverIteration.newton)
+    if settings.quadrature_rtol is not None:
+        solver.set_relative_tolerance_quadratures(settings.quadrature_rtol)
+    if settings.quadrature_atol is not None:
+        solver.set_absolute_tolerance_quadratures(settings.quadrature_atol)
+    if sensitivity_method is not None:
+        solver.set_sensitivity_method(asd.SensitivityMethod.adjoint
+                                      if sensitivity_method == "adjoint"
+                                      else asd.SensitivityMethod.forward)
 
 
 @dataclass

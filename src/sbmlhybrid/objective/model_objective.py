@@ -29,6 +29,7 @@ from sbmlhybrid.objective._common import (
     ADJOINT_ABOVE_N_PARAMETERS,
     DEFAULT_THREADS,
     Evaluation,
+    apply_solver_settings,
     free_vector,
     lookup_indices,
 )
@@ -110,17 +111,8 @@ class ModelObjective:
     # ---- settings -------------------------------------------------------------------------
     def apply_solver_settings(self) -> None:
         """Push the problem's tolerances and sensitivity method to the AMICI solver."""
-        s = self.problem.solver
-        solver = self.amici_objective.amici_solver
-        solver.set_relative_tolerance(s.rtol)
-        solver.set_absolute_tolerance(s.atol)
-        solver.set_max_steps(s.max_steps)
-        if s.steady_state_rtol is not None:
-            solver.set_relative_tolerance_steady_state(s.steady_state_rtol)
-        solver.set_sensitivity_method(
-            asd.SensitivityMethod.adjoint if self.sensitivity_method == "adjoint"
-            else asd.SensitivityMethod.forward
-        )
+        apply_solver_settings(self.amici_objective.amici_solver, self.problem.solver,
+                              self.sensitivity_method)
 
     # ---- parameters -----------------------------------------------------------------------
     @property

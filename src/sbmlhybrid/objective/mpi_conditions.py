@@ -46,17 +46,20 @@ class _Status:
     status: int
 
 
+# What rank 0's solver may differ in from the workers' (the mini-batch rescue loosens or
+# tightens tolerances; adjoint vs forward): read back by getter, set again by setter.
+_SENT = ("relative_tolerance", "absolute_tolerance", "max_steps", "sensitivity_method",
+         "relative_tolerance_quadratures", "absolute_tolerance_quadratures",
+         "linear_multistep_method", "non_linear_solver_iteration", "stability_limit_flag")
+
+
 def _solver_settings(solver: Any) -> dict[str, Any]:
-    return {"rtol": solver.get_relative_tolerance(), "atol": solver.get_absolute_tolerance(),
-            "max_steps": solver.get_max_steps(),
-            "method": int(solver.get_sensitivity_method())}
+    return {name: getattr(solver, f"get_{name}")() for name in _SENT}
 
 
 def _apply_settings(solver: Any, s: dict[str, Any]) -> None:
-    solver.set_relative_tolerance(s["rtol"])
-    solver.set_absolute_tolerance(s["atol"])
-    solver.set_max_steps(s["max_steps"])
-    solver.set_sensitivity_method(asd.SensitivityMethod(s["method"]))
+    for name, value in s.items():
+        getattr(solver, f"set_{name}")(value)
 
 
 def _simulate_share(objective: ModelObjective, msg: dict[str, Any], rank: int

@@ -48,7 +48,13 @@ from petab.v2.core import ConditionTable, ExperimentTable, MeasurementTable
 
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.hybrid import NetworkTerm, hybridize
-from sbmlhybrid.problem import SolverSettings, load_sbml, problem_from_tables, read_tsv
+from sbmlhybrid.problem import (
+    SolverSettings,
+    load_sbml,
+    problem_from_tables,
+    read_tsv,
+    solver_settings,
+)
 from sbmlhybrid.problem.v2 import (
     DEFAULT_CONDITION,
     experiments_to_conditions,
@@ -98,10 +104,7 @@ _V1_PARAMETER_COLUMNS = [petab.PARAMETER_SCALE, petab.LOWER_BOUND, petab.UPPER_B
 
 def sciml_solver_settings(config: dict[str, Any]) -> SolverSettings:
     """`SCIML_SOLVER` updated with the YAML's ``sbmlhybrid: solver:`` entries."""
-    given = (config.get("sbmlhybrid") or {}).get("solver") or {}
-    if not isinstance(given, dict):
-        raise InputError("'sbmlhybrid: solver:' must be a mapping of solver settings")
-    return SolverSettings(**{**SCIML_SOLVER, **given})
+    return solver_settings(config, SCIML_SOLVER)
 
 
 def _tsv(path: Path) -> pd.DataFrame:
