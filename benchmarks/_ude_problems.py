@@ -97,7 +97,10 @@ def amici_objective(up: UDEProblem, rtol: float, method: str = "forward", thread
     Args:
         up: The problem.
         rtol: Relative tolerance; also sets atol.
-        method: "forward" or "adjoint" sensitivities.
+        method: "forward" or "adjoint" sensitivities (CVODES BDF + Newton, AMICI's adjoint
+            quadrature tolerances), optionally followed by ``+quad`` (quadratures at rtol,
+            atol) and ``+adams`` (Adams-Moulton with fixed-point iteration), e.g.
+            "adjoint+adams+quad".
         threads: AMICI (OpenMP) threads over conditions.
         max_steps: CVODES step cap per condition (larger caps make adjoint checkpointing
             slower: 200,000 doubled the CHO adjoint time).
@@ -105,8 +108,15 @@ def amici_objective(up: UDEProblem, rtol: float, method: str = "forward", thread
     from sbmlhybrid.objective import create_objective
     from sbmlhybrid.problem import SolverSettings
 
-    solver = SolverSettings(rtol=rtol, atol=rtol * up.atol_factor, max_steps=max_steps,
-                            sensitivity_method=method)
+    sensitivity, *options = method.split("+")
+    if set(options) - {"quad", "adams"}:
+        raise SystemExit(f"unknown sbmlhybrid group {method!r}")
+    atol = rtol * up.atol_factor
+    quad = {"quadrature_rtol": rtol, "quadrature_atol": atol} if "quad" in options else {}
+    adams = {"multistep": "adams", "nonlinear_iteration": "fixedpoint"} \
+        if "adams" in options else {}
+    solver = SolverSettings(rtol=rtol, atol=atol, max_steps=max_steps,
+                            sensitivity_method=sensitivity, **quad, **adams)
     obj = create_objective(dataclasses.replace(up.hp, solver=solver))
     obj.n_threads = threads
     return obj

@@ -6,7 +6,9 @@ stiffness ratio >= 2e4). Every tool computes the same negative log-likelihood ov
 conditions and its gradient w.r.t. the same free vector, swept over a fine tolerance grid
 (atol = rtol x a per-problem factor):
 
-* sbmlhybrid: forward and adjoint sensitivities (CVODES BDF), rtol 1e-3 .. 1e-12;
+* sbmlhybrid: forward and adjoint sensitivities, rtol 1e-3 .. 1e-12: CVODES BDF, also with
+  the adjoint quadratures at rtol/atol instead of AMICI's fixed 1e-8/1e-12, and Adams-Moulton
+  with fixed-point iteration (`AMICI_GROUPS`);
 * torchdiffeq (`_ude_torch`): `odeint` with backpropagation and `odeint_adjoint` with the
   default and the seminorm adjoint norm, dopri5 / dopri8 / bosh3; its only implicit method,
   ``implicit_adams``, is a fixed-grid Adams-Bashforth-Moulton predictor-corrector with
@@ -53,6 +55,9 @@ RECORDS = RESULTS / "ude_speed"
 SMOKE = Path("/tmp/ude_speed_smoke")
 JAX_DIR = HERE.parent / "build" / "ude_jax"  # generated JAX model code (git-ignored)
 HALF = [10.0 ** (-k / 2) for k in range(6, 25)]  # 1e-3 .. 1e-12, half decades
+# CVODES BDF + Newton with AMICI's quadrature tolerances (the first two), the adjoint
+# quadratures at rtol/atol (+quad), Adams-Moulton with fixed-point iteration (+adams)
+AMICI_GROUPS = ("forward", "adjoint", "adjoint+quad", "forward+adams", "adjoint+adams+quad")
 TD_METHODS = ("dopri5", "dopri8", "bosh3")
 TD_MODES = ("backprop", "adjoint", "adjoint_seminorm")
 JAX_SOLVERS = ("Kvaerno5", "Kvaerno3", "Tsit5", "Dopri5")
@@ -82,7 +87,7 @@ def grid(problem: str, smoke: bool) -> dict[str, dict[str, list[dict]]]:
     for mode in ("backprop", "adjoint"):
         td[f"{mode}:implicit_adams"] = [{"key": f"h{h:g}", "rtol": 1e-9, "step_size": h}
                                         for h in IA_STEPS[problem]]
-    return {"sbmlhybrid": {m: _rt(HALF) for m in ("forward", "adjoint")},
+    return {"sbmlhybrid": {m: _rt(HALF) for m in AMICI_GROUPS},
             "torchdiffeq": td, "amici_jax": {s: _rt(HALF[:15]) for s in JAX_SOLVERS}}
 
 
