@@ -25,8 +25,8 @@ with 1 thread per tool (pinned to one core); phase 2 reruns each tool's phase-1 
 with 2 threads (AMICI OpenMP over conditions, torch intra-op, XLA intra-op) on 2 cores.
 Speedups at matched errors 1e-3, 1e-4, 1e-6 (`_ude_report`). Load averages are recorded
 before/after every timing; ``benchmarks/results/ude_speed.json`` is only written when every
-1-thread timing started at a 1-minute load <= 2 (else ``summary_loaded.json`` beside the
-records).
+tool has records on both problems and every 1-thread timing started at a 1-minute load <= 2
+(else ``summary_partial.json`` or ``summary_loaded.json`` beside the records).
 
 Resumable: one record per (problem, tool, setting, threads) under
 ``benchmarks/results/ude_speed/``; present records are skipped. ``--smoke``: a tiny grid
@@ -156,8 +156,11 @@ def finish(out: Path, smoke: bool, problems) -> None:
                "now": [round(v, 2) for v in os.getloadavg()]}
     doc = summary(records, refs, loadavg)
     doc["date"] = time.strftime("%Y-%m-%d %H:%M")
-    headline = not smoke and loads and max(loads) <= 2.0
-    target = RESULTS / "ude_speed.json" if headline else out / "summary_loaded.json"
+    measured = {(r["problem"], r["tool"]) for r in records}
+    complete = all((p, t) in measured for p in ("cho", "stiff") for t in TOOLS)
+    headline = not smoke and complete and loads and max(loads) <= 2.0
+    target = RESULTS / "ude_speed.json" if headline else \
+        out / ("summary_loaded.json" if complete else "summary_partial.json")
     if smoke:
         target = out / "ude_speed.json"
     target.write_text(json.dumps(doc, indent=1, default=float) + "\n")
