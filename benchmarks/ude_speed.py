@@ -48,6 +48,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _ude_problems import PROBLEMS  # noqa: E402
 from _ude_report import TOOLS, fronts, load_records, plot, summary  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -157,7 +158,7 @@ def finish(out: Path, smoke: bool, problems) -> None:
     doc = summary(records, refs, loadavg)
     doc["date"] = time.strftime("%Y-%m-%d %H:%M")
     measured = {(r["problem"], r["tool"]) for r in records}
-    complete = all((p, t) in measured for p in ("cho", "stiff") for t in TOOLS)
+    complete = all((p, t) in measured for p in PROBLEMS for t in TOOLS)
     headline = not smoke and complete and loads and max(loads) <= 2.0
     target = RESULTS / "ude_speed.json" if headline else \
         out / ("summary_loaded.json" if complete else "summary_partial.json")

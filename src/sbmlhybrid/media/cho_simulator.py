@@ -110,10 +110,10 @@ class AmiciCHOSimulator:
         model.set_parameter_scale(asd.ParameterScaling.none)
         model.set_timepoints(self.times)
         solver = model.create_solver()
-        s = problem.solver
+        given = problem.solver
         apply_solver_settings(solver, dataclasses.replace(
-            s, rtol=self.rtol or s.rtol, atol=self.atol or s.atol,
-            max_steps=self.max_steps or s.max_steps))
+            given, rtol=self.rtol or given.rtol, atol=self.atol or given.atol,
+            max_steps=self.max_steps or given.max_steps))
         solver.set_sensitivity_order(asd.SensitivityOrder.none)
         states = list(model.get_state_ids())
         self._ix = {s: states.index(s) for s in ("Xv", "Xd", "mAb")}
