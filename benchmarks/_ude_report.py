@@ -92,11 +92,18 @@ def summary(records: list[dict], refs: dict, loadavg: dict) -> dict:
     s2_td, _, _ = speedups(best, "torchdiffeq")
     s2_jx, _, _ = speedups(best, "amici_jax")
     runs = [{k: v for k, v in r.items() if k != "grad"} for r in records]
+    failures: dict = {}  # problem -> tool -> kind of failure -> number of settings
+    for r in records:
+        if r.get("error"):
+            kind = r["error"].split(":")[0] if not r["error"].startswith("skipped") else \
+                "skipped after a timeout"
+            tally = failures.setdefault(r["problem"], {}).setdefault(r["tool"], {})
+            tally[kind] = tally.get(kind, 0) + 1
     return {
         "speedup_vs_torchdiffeq": s_td, "speedup_vs_amici_jax": s_jx,
         "speedup_2core_vs_torchdiffeq": s2_td, "speedup_2core_vs_amici_jax": s2_jx,
         "seconds_at_error": {"vs_torchdiffeq": sec_td, "vs_amici_jax": sec_jx},
-        "notes": {"torchdiffeq": n_td, "amici_jax": n_jx},
+        "notes": {"torchdiffeq": n_td, "amici_jax": n_jx}, "failures": failures,
         "pareto_1thread": one, "pareto_best_2core": best,
         "references": {p: {k: v for k, v in r.items() if k != "grad"} for p, r in refs.items()},
         "loadavg": loadavg, "runs": runs,
