@@ -172,33 +172,41 @@ def lactate_rate(values: dict[str, float], states: pd.DataFrame,
     return np.asarray(env["q_lac"], float)
 
 
-def lacshift_score(problem, values: dict[str, float]) -> dict:
-    """Learned vs true r_lac_shift on the visited states (the gray box's hidden term)."""
+def lacshift_arrays(problem, values: dict[str, float]) -> dict[str, np.ndarray]:
+    """On the visited states: (Lac, Glc), learned and true r_lac_shift, fitted and true q_lac."""
     from sbmlhybrid.hybrid.examples import true_lactate_shift
 
     problem.hybrid.load_weights(values)
     states = visited_states()
     pts = states[["Lac", "Glc"]].to_numpy(float)
     learned = problem.hybrid.term_values("lacshift", pts)[:, 0]
-    true = true_lactate_shift(pts[:, 0], pts[:, 1])
+    return {"pts": pts, "learned": learned, "true": true_lactate_shift(pts[:, 0], pts[:, 1]),
+            "q_fit": lactate_rate(values, states, learned), "q_true": lactate_rate({}, states)}
+
+
+def lacshift_score(a: dict[str, np.ndarray], values: dict[str, float]) -> dict:
+    """Learned vs true r_lac_shift (the gray box's hidden term) from `lacshift_arrays`."""
+    learned, true = a["learned"], a["true"]
     span = float(true.max() - true.min())
     rel_rmse = float(np.sqrt(np.mean((learned - true) ** 2)) / span)
     # The net lactate rate q_lac = Y_lac_glc * q_glc - r_lac_shift is what the data pin down:
     # a larger Y_lac_glc with a term grown by the same multiple of q_glc fits as well.
-    q_fit, q_true = lactate_rate(values, states, learned), lactate_rate({}, states)
-    q_span = float(q_true.max() - q_true.min())
-    q_rel = float(np.sqrt(np.mean((q_fit - q_true) ** 2)) / q_span)
-    return {"n_states": len(pts), "true_range": [float(true.min()), float(true.max())],
+    q_span = float(a["q_true"].max() - a["q_true"].min())
+    q_rel = float(np.sqrt(np.mean((a["q_fit"] - a["q_true"]) ** 2)) / q_span)
+    return {"n_states": len(true), "true_range": [float(true.min()), float(true.max())],
             "rel_rmse": rel_rmse, "rel_max_error": float(np.abs(learned - true).max() / span),
             "tolerance": LACSHIFT_TOL, "follows_truth": rel_rmse <= LACSHIFT_TOL,
             "Y_lac_glc_fitted": values.get("Y_lac_glc"),
             "Y_lac_glc_true": true_parameters()["Y_lac_glc"],
-            "q_lac_rel_rmse": q_rel, "q_lac_true_range": [float(q_true.min()),
-                                                          float(q_true.max())]}
+            "q_lac_rel_rmse": q_rel, "q_lac_true_range": [float(a["q_true"].min()),
+                                                          float(a["q_true"].max())]}
 
 
-def plot_lacshift(problem, values: dict[str, float], path: Path) -> None:
-    """Learned (solid) vs true (dashed) term along Glc at four Lac levels, and on the states."""
+def plot_lacshift(problem, a: dict[str, np.ndarray], path: Path) -> None:
+    """Learned (solid) vs true (dashed) term along Glc at four Lac levels, and on the states.
+
+    `problem` holds the fitted weights (`lacshift_arrays` loaded them).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,9 +214,7 @@ def plot_lacshift(problem, values: dict[str, float], path: Path) -> None:
 
     from sbmlhybrid.hybrid.examples import true_lactate_shift
 
-    problem.hybrid.load_weights(values)
-    states = visited_states()
-    pts = states[["Lac", "Glc"]].to_numpy(float)
+    pts = a["pts"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     glc = np.linspace(0, pts[:, 1].max(), 121)
     for lac, color in zip(np.quantile(pts[:, 0], [0.1, 0.4, 0.7, 0.95]),
@@ -220,15 +226,11 @@ def plot_lacshift(problem, values: dict[str, float], path: Path) -> None:
     axes[0].set(xlabel="Glc [mM]", ylabel="r_lac_shift [mmol/(1e9 cells d)]",
                 title="learned (solid) vs true (dashed)")
     axes[0].legend(fontsize=8)
-    true = true_lactate_shift(pts[:, 0], pts[:, 1])
-    axes[1].plot(true, problem.hybrid.term_values("lacshift", pts)[:, 0], ".", ms=3)
-    axes[1].plot([true.min(), true.max()], [true.min(), true.max()], "k--", lw=0.8)
+    for ax, (x, y) in zip(axes[1:], [(a["true"], a["learned"]), (a["q_true"], a["q_fit"])]):
+        ax.plot(x, y, ".", ms=3)
+        ax.plot([x.min(), x.max()], [x.min(), x.max()], "k--", lw=0.8)
     axes[1].set(xlabel="true r_lac_shift", ylabel="learned",
                 title="on the states the training conditions visit")
-    learned = problem.hybrid.term_values("lacshift", pts)[:, 0]
-    q_true, q_fit = lactate_rate({}, states), lactate_rate(values, states, learned)
-    axes[2].plot(q_true, q_fit, ".", ms=3)
-    axes[2].plot([q_true.min(), q_true.max()], [q_true.min(), q_true.max()], "k--", lw=0.8)
     axes[2].set(xlabel="true q_lac", ylabel="fitted q_lac = Y_lac_glc q_glc - r_lac_shift",
                 title="net lactate rate (what the data determine)")
     fig.tight_layout()
@@ -251,6 +253,7 @@ def run(kind: str, starts: int, max_iter: int, workers: int) -> dict:
     settings = FitSettings(n_starts=starts, seed=0, max_iter=max_iter, engine="process",
                            workers=workers)
     result = fit(obj, settings, output=RECORDS / f"{kind}_maxiter{max_iter}.h5")
+    load_after_fit = load1()  # the fit's own workers load the machine: seconds_per_start
     runs = result.optimize_result.list
     values = parameter_values(obj, best_x_free(result, obj))
     pd.DataFrame({"parameterId": list(values), "value": list(values.values())}).to_csv(
@@ -275,14 +278,16 @@ def run(kind: str, starts: int, max_iter: int, workers: int) -> dict:
         "exitflag_per_start": [int(r.exitflag) if r.exitflag is not None else None
                                for r in runs],
         "seconds_per_start": [round(float(r.time), 1) for r in runs],
+        "loadavg_1min_after_fit": load_after_fit,
         "best_nll": float(runs[0].fval), "nll_per_start": [float(r.fval) for r in runs],
         "test_rmse_per_observable": scores["test"], "train_rmse_per_observable": scores["train"],
         "test_rmse": float(np.mean(list(scores["test"].values()))),
         "train_rmse": float(np.mean(list(scores["train"].values()))),
     }
     if kind.startswith("gray"):
-        out["lacshift"] = lacshift_score(problem, values)
-        plot_lacshift(problem, values, RESULTS / f"hybrid_cho_lacshift_{kind}.png")
+        arrays = lacshift_arrays(problem, values)
+        out["lacshift"] = lacshift_score(arrays, values)
+        plot_lacshift(problem, arrays, RESULTS / f"hybrid_cho_lacshift_{kind}.png")
     return out
 
 
