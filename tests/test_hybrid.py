@@ -255,3 +255,25 @@ def test_other_target_kinds_edit_the_sbml(toy_problem):
     with pytest.raises(InputError, match="u: target 'v_missing' is not in the model"):
         hybridize(toy_problem, [NetworkTerm("u", copy.deepcopy(one), ["S"], ["v_missing"],
                                             input_scales=scales)])
+
+
+def test_weight_prior_adds_the_normal_log_density(toy_problem, toy_hybrid):
+    """weight_prior_sd adds sum_w [w^2 / (2 sd^2) + log(2 pi sd^2) / 2] to the objective and
+    w / sd^2 to its gradient (PEtab normal objective prior), nothing to other parameters."""
+    hp, obj = toy_hybrid
+    sd = 0.5
+    term = dataclasses.replace(_term(), weight_prior_sd=sd)
+    prior_obj = create_objective(hybridize(toy_problem, [term]))  # same compiled model
+    rng = np.random.default_rng(2)
+    x = obj.x_nominal_free + rng.normal(0, 0.3, len(obj.x_free_ids))
+    f0, g0 = obj.pypesto_problem.objective(x, sensi_orders=(0, 1))
+    f1, g1 = prior_obj.pypesto_problem.objective(x, sensi_orders=(0, 1))
+    is_w = np.array([pid in set(hp.hybrid.weight_ids) for pid in obj.x_free_ids])
+    w = x[is_w]
+    expected = np.sum(w**2 / (2 * sd**2) + 0.5 * np.log(2 * np.pi * sd**2))
+    np.testing.assert_allclose(f1 - f0, expected, rtol=1e-10)
+    np.testing.assert_allclose((g1 - g0)[is_w], w / sd**2, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose((g1 - g0)[~is_w], 0.0, atol=1e-10)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="vnet: weight_prior_sd"):
+            dataclasses.replace(_term(), weight_prior_sd=bad)

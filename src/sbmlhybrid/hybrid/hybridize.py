@@ -237,7 +237,16 @@ def _add_weights(model: libsbml.Model, t: NetworkTerm, rows: list[dict]) -> None
                      petab.NOMINAL_VALUE: v, petab.ESTIMATE: 0 if t.frozen else 1,
                      # multi-start points are drawn like torch's default Linear init
                      petab.INITIALIZATION_PRIOR_TYPE: petab.UNIFORM,
-                     petab.INITIALIZATION_PRIOR_PARAMETERS: f"{-bound!r};{bound!r}"})
+                     petab.INITIALIZATION_PRIOR_PARAMETERS: f"{-bound!r};{bound!r}",
+                     **_weight_prior(t)})
+
+
+def _weight_prior(t: NetworkTerm) -> dict:
+    """PEtab objective-prior columns of a weight of `t` (none without `weight_prior_sd`)."""
+    if t.weight_prior_sd is None:
+        return {}
+    return {petab.OBJECTIVE_PRIOR_TYPE: petab.NORMAL,
+            petab.OBJECTIVE_PRIOR_PARAMETERS: f"0.0;{float(t.weight_prior_sd)!r}"}
 
 
 def _add_outputs(model: libsbml.Model, t: NetworkTerm, outs: list[str], rows: list[dict],

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from torch import nn
 
 from sbmlhybrid.errors import InputError
@@ -61,6 +62,10 @@ class NetworkTerm:
         output_scale: Output j is ``output_scale[j] * transform(network output j)``, in the
             target's units.
         weight_bound: Weights are estimated on linear scale in [-bound, bound].
+        weight_prior_sd: Standard deviation of a normal prior N(0, sd^2) on every weight
+            (PEtab objective prior, so it enters the objective as an L2 penalty
+            sum w^2 / (2 sd^2)); None: no prior. It keeps a network from using large
+            weights where the data do not demand them (overfitting, extrapolation).
         frozen: Keep the weights fixed (not estimated; they become AMICI constants).
         representation: "split" (default: separate rules for pre-activation and
             activation, small derivative code) or "fused" (one rule per unit).
@@ -76,6 +81,7 @@ class NetworkTerm:
     output_transform: str | Sequence[str] = "identity"
     output_scale: float | Sequence[float] = 1.0
     weight_bound: float = 10.0
+    weight_prior_sd: float | None = None
     frozen: bool = False
     representation: str = "split"
 
@@ -114,3 +120,6 @@ class NetworkTerm:
             raise InputError(f"{self.name}: representation must be 'split' or 'fused'")
         if not self.weight_bound > 0:
             raise InputError(f"{self.name}: weight_bound must be > 0")
+        sd = self.weight_prior_sd
+        if sd is not None and not (np.isfinite(sd) and sd > 0):
+            raise InputError(f"{self.name}: weight_prior_sd must be a positive number, got {sd}")
