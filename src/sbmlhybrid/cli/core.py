@@ -114,9 +114,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.threads > 1 and args.engine == "process":  # forked workers hang in libgomp
         raise InputError("--threads > 1 cannot be combined with --engine process: use "
                          "--engine single --threads N, or --engine process --workers N")
+    screen = _screen_options(args)  # before: it takes --polish away from the mini-batch runs
     optimizer = _minibatch_optimizer(args) or args.optimizer
     settings = FitSettings(n_starts=args.starts, optimizer=optimizer, engine=args.engine,
-                           workers=args.workers, seed=args.seed, max_iter=args.max_iter)
+                           workers=args.workers, seed=args.seed, max_iter=args.max_iter,
+                           **screen)
     objective = _objective(args)
     if hasattr(objective, "n_threads"):
         objective.n_threads = args.threads
@@ -133,6 +135,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"results in {out}: result.hdf5, best_parameters.tsv, "
           + ", ".join(p.name for p in paths))
     return 0 if np.isfinite(best.fval) else 1
+
+
+def _screen_options(args: argparse.Namespace) -> dict:
+    """FitSettings fields of ``--polish X --polish-screen REL`` (the mini-batch runs then
+    get no polish of their own: the screened starts are polished after all starts)."""
+    from sbmlhybrid.optimize import METHODS, OPTIMIZERS
+
+    margin = getattr(args, "polish_screen", None)
+    if margin is None:
+        return {}
+    if str(args.optimizer).lower() not in METHODS:
+        raise InputError(f"--polish-screen only applies to mini-batch optimizers "
+                         f"({', '.join(METHODS)}), not --optimizer {args.optimizer}")
+    if args.polish is None:
+        raise InputError("--polish-screen needs --polish (fides or lbfgsb): the optimizer "
+                         "run from the screened end points")
+    if args.polish not in OPTIMIZERS:
+        raise InputError(f"unknown --polish optimizer {args.polish!r}; choose from "
+                         f"{', '.join(OPTIMIZERS)}")
+    if not (np.isfinite(margin) and margin >= 0):
+        raise InputError(f"--polish-screen must be >= 0, got {margin}")
+    polish, args.polish = args.polish, None
+    return {"screen_margin": float(margin), "screen_optimizer": polish}
 
 
 def _minibatch_optimizer(args: argparse.Namespace):
@@ -229,6 +254,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "inverse-linear, logarithmic")
     g.add_argument("--polish", help="full-batch optimizer run after the mini-batch phase "
                    "(fides or lbfgsb; its iteration limit is --max-iter)")
+    g.add_argument("--polish-screen", type=float, metavar="REL",
+                   help="polish only the starts whose mini-batch end value is within REL x "
+                   "|best| of the best, after all starts, to convergence (e.g. 1e-3)")
     p.set_defaults(func=cmd_fit)
 
     p = subparsers.add_parser("cache", help="list or clear the compiled-model cache")

@@ -38,6 +38,7 @@ from sbmlhybrid.objective import Objective, supports_subsets
 from sbmlhybrid.optimize.counted import CountedOptimizer
 from sbmlhybrid.optimize.fullbatch import make_optimizer
 from sbmlhybrid.optimize.minibatch import MiniBatchOptimizer
+from sbmlhybrid.optimize.screen import POLISHED, screened_polish
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ class FitSettings:
         seed: Seed of the start points (start i uses seed (seed, i)).
         max_iter: Iteration limit per start.
         checkpoint_every: Starts per checkpoint (default: the number of workers).
+        screen_margin: After all starts, polish with `screen_optimizer` (to convergence,
+            `max_iter` iterations at most) only the starts whose value lies within
+            screen_margin x |best value| of the best (`sbmlhybrid.optimize.screen`); None:
+            no screened polish. Meant for mini-batch starts (without their own polish).
+        screen_optimizer: "fides" or "lbfgsb".
     """
 
     n_starts: int = 10
@@ -69,6 +75,8 @@ class FitSettings:
     seed: int = 0
     max_iter: int = 1000
     checkpoint_every: int | None = None
+    screen_margin: float | None = None
+    screen_optimizer: str = "fides"
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizer, str) and self.optimizer not in OPTIMIZERS:
@@ -77,6 +85,12 @@ class FitSettings:
             raise InputError(f"unknown engine {self.engine!r}; choose from {ENGINES}")
         if self.n_starts < 1:
             raise InputError("n_starts must be >= 1")
+        if self.screen_margin is not None and not (
+                np.isfinite(self.screen_margin) and self.screen_margin >= 0):
+            raise InputError(f"screen_margin must be >= 0, got {self.screen_margin}")
+        if self.screen_optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown screen_optimizer {self.screen_optimizer!r}; choose "
+                             f"from {OPTIMIZERS}")
 
 
 def make_engine(name: str, workers: int | None) -> pypesto.engine.Engine:
@@ -167,6 +181,8 @@ def _write_atomic(result: pypesto.Result, path: Path, meta: dict, x0: np.ndarray
                 if "work_sensitivity" in r.keys():
                     work.attrs[str(r.id)] = [int(r["work_sensitivity"]),
                                              int(r.get("work_forward") or 0)]
+            grp.attrs[POLISHED] = ",".join(str(r.id) for r in result.optimize_result.list
+                                           if r.get(POLISHED))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -180,6 +196,7 @@ def _read_checkpoint(path: Path, meta: dict) -> pypesto.Result | None:
         with h5py.File(path, "r") as f:
             stored = dict(f[_META].attrs) if _META in f else {}
             work = dict(f[_META]["work"].attrs) if f"{_META}/work" in f else {}
+            polished = set(str(stored.get(POLISHED, "")).split(","))
     except OSError as err:
         raise InputError(Issue(f"cannot read existing result file: {err}", str(path))) from err
     for key in ("problem", "x_free_ids", "seed", "optimizer"):
@@ -191,6 +208,8 @@ def _read_checkpoint(path: Path, meta: dict) -> pypesto.Result | None:
     for r in result.optimize_result.list:
         if str(r.id) in work:
             r["work_sensitivity"], r["work_forward"] = (int(v) for v in work[str(r.id)])
+        if str(r.id) in polished:
+            r[POLISHED] = True
     return result
 
 
@@ -276,6 +295,11 @@ def fit(objective: Objective, settings: FitSettings | None = None,
     bar.close()
     problem.set_x_guesses(np.zeros((0, problem.dim_full)))
     result.optimize_result.sort()
+    if settings.screen_margin is not None:
+        result = screened_polish(objective, result, settings.screen_margin,
+                                 settings.screen_optimizer, settings.max_iter, engine)
+        if path is not None:
+            _write_atomic(result, path, meta | {"n_starts": settings.n_starts}, x0)
     return result
 
 
