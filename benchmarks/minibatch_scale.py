@@ -10,11 +10,14 @@ monitoring evaluations all count; work starts at 0 for every method):
 * The same start points for every method (`sbmlhybrid.optimize.start_points`, seed 0, starts
   whose objective is not finite resampled): 20 starts for N <= 256 and Isensee, 10 at 1024.
 * Full batch: fides and L-BFGS-B to convergence (their own stopping rules, 1000 iterations at
-  most). Mini-batch: balanced Adam and RMSProp at batch sizes 4 and 8, each alone (one full
+  most). Mini-batch: balanced Adam and RMSProp at batch sizes 1, 2, 4 and 8, each alone (one full
   evaluation at the end) and followed by a short fides polish (``polish="fides"``,
-  `POLISH_MAX_ITER` iterations; composed from the run's record, see `polished`). Their learning
-  rate and step budget are chosen on N = 64 with separate tuning starts (`tune`), for runs
-  alone and for polished runs separately, and then frozen for every problem.
+  `POLISH_MAX_ITER` iterations; composed from the run's record, see `polished`), and each
+  followed by a screened polish (``+screen``: fides to convergence only from the end points
+  within `SCREEN_REL` of the best end value of all starts, see `screened`). Their learning
+  rate and step budget are chosen on N = 64 with separate tuning starts
+  (`_minibatch_tune.tune`), for each of the three families separately, and then frozen for
+  every problem.
 * A start converged when its final objective <= f* + delta (f* = best of all runs on that
   problem; delta = 1, also 0.1 and 10). Headline: expected work per converged start
   W = total work of all starts / converged starts; ``work_ratio`` = W of the best full-batch
@@ -55,7 +58,7 @@ ISENSEE = SHARED / "benchmark_models" / "Isensee_JCB2018" / "Isensee_JCB2018.yam
 PROBLEMS = {"n64": 64, "n256": 256, "n1024": 1024, "isensee": None}
 N_STARTS = {"n64": 20, "n256": 20, "n1024": 10, "isensee": 20}
 SEED, TUNE_SEED, N_TUNE_STARTS = 0, 1, 4
-BATCH_SIZES = (4, 8)
+BATCH_SIZES = (1, 2, 4, 8)
 FULLBATCH = ("fides", "lbfgsb")
 #: Tuning grid on N = 64 (batch size 8, no polish): start learning rate (decays
 #: logarithmically to `LR_END_FACTOR` times it) x batch updates. A first grid with rates
@@ -65,11 +68,22 @@ FULLBATCH = ("fides", "lbfgsb")
 #: (rate 1.0 for Adam, 0.3 for RMSProp) and rate 0.1 never converged: so rates 1.0 and 0.3 x
 #: 1000 or 3000 steps.
 TUNE_GRID = [(lr, steps) for lr in (1.0, 0.3) for steps in (1000, 3000)]
+#: The screened family (see `SCREEN_REL`) only has to bring one start into the best basin, so
+#: its grid adds shorter runs.
+TUNE_GRID_SCREEN = TUNE_GRID + [(lr, 300) for lr in (1.0, 0.3)]
 LR_END_FACTOR = 1e-3
 DELTAS = (0.1, 1.0, 10.0)
 #: Iterations of the fides polish after a mini-batch phase (a short polish: its cost is N per
 #: iteration, the mini-batch phase's is independent of N).
 POLISH_MAX_ITER = 10
+#: Screened polish (``+screen`` methods): after the mini-batch runs of all starts of a problem,
+#: fides runs to convergence (its own stopping rules, `SCREEN_MAX_ITER` iterations at most)
+#: only from the end points whose full objective is within `SCREEN_REL` x |best end value| of
+#: the best end value; the other starts keep their end value. On N = 64 the end values of one
+#: basin jitter by <= 6e-5 relative (8934.67-8935.17) and the two basins are 1.5 % apart, so
+#: 1e-3 keeps a basin whole and drops the worse one.
+SCREEN_REL = 1e-3
+SCREEN_MAX_ITER = 1000
 
 
 def problem_yaml(key: str) -> Path:
@@ -107,23 +121,36 @@ def _polish(base: str) -> dict[str, Any]:
             "polish_max_iter": POLISH_MAX_ITER}
 
 
+def _screen(base: str, n_starts: int | None = None) -> dict[str, Any]:
+    """Screened polish of the runs `base` (over `n_starts` starts; default: the problem's)."""
+    return {"kind": "screen", "base": base, "polish": "fides",
+            "polish_max_iter": SCREEN_MAX_ITER, "margin_rel": SCREEN_REL, "n_starts": n_starts}
+
+
 def methods(tuned: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
     """Method name -> settings, mini-batch ones with the frozen tuned hyper-parameters.
 
     ``tuned["plain"]`` holds the settings of the mini-batch runs alone, ``tuned["polished"]``
     those of the runs followed by a polish (each family tuned for itself, see `tune`). A
     polished run continues the plain run's record when both families chose the same
-    settings, else a ``base-`` record of its own (not a method of the report).
+    settings, else a ``base-`` record of its own (not a method of the report); so does a
+    screened one (``tuned["screened"]``).
     """
     out: dict[str, dict[str, Any]] = {name: {"kind": name} for name in FULLBATCH}
     for method in ("adam", "rmsprop"):
         for b in BATCH_SIZES:
             plain = _minibatch(method, b, tuned["plain"][method])
             polished = _minibatch(method, b, tuned["polished"][method])
+            screened = _minibatch(method, b, tuned["screened"][method])
             out[f"{method}-b{b}"] = plain
             base = f"{method}-b{b}" if polished == plain else f"base-{method}-b{b}"
             out[base] = polished
             out[f"{method}-b{b}+fides"] = _polish(base)
+            s = tuned["screened"][method]
+            base_s = next((n for n in (f"{method}-b{b}", base) if out[n] == screened),
+                          f"base-{method}-b{b}-lr{s['learning_rate']}-s{s['max_steps']}")
+            out[base_s] = screened
+            out[f"{method}-b{b}+screen"] = _screen(base_s)
     return out
 
 
@@ -133,7 +160,7 @@ def make_optimizer(cfg: dict[str, Any]):
 
     if cfg["kind"] in FULLBATCH:
         return full(cfg["kind"], 1000)
-    if cfg["kind"] == "polish":
+    if cfg["kind"] in ("polish", "screen"):
         return full(cfg["polish"], cfg["polish_max_iter"])
     opts = {k: v for k, v in cfg.items() if k != "kind"}
     return MiniBatchOptimizer(seed=SEED, **opts)
@@ -213,13 +240,43 @@ def polished(objective, key: str, cfg: dict[str, Any], start: int) -> dict[str, 
     return out
 
 
+def screened(objective, key: str, cfg: dict[str, Any], start: int) -> dict[str, Any]:
+    """A plain mini-batch run, polished to convergence only if it passed the screen.
+
+    The screen (`sbmlhybrid.optimize.screen_starts`, the rule `fit` applies with
+    ``screen_margin``) compares the run's end value (its one full evaluation, counted in the
+    plain record) with the best end value of all starts of the problem, which all exist when
+    screen tasks run (`run_tasks` runs them after the plain runs). A screened-out start is the
+    plain record itself: its work counts, it did not converge.
+    """
+    from sbmlhybrid.optimize import screen_starts
+
+    base_recs = [json.loads(record_path(key, cfg["base"], i).read_text())
+                 for i in range(cfg.get("n_starts") or N_STARTS[key])]
+    base = base_recs[start]
+    if start not in screen_starts([r["fval"] for r in base_recs], cfg["margin_rel"]):
+        return base | {"screened_out": True, "message": f"screened out: end value "
+                       f"{base['fval']} not within {cfg['margin_rel']:g} x |best| of the best"}
+    rec = run_start(objective, cfg, np.asarray(base["x"]), start)
+    out = rec | {"work_sensitivity": base["work_sensitivity"] + rec["work_sensitivity"],
+                 "work_forward": base["work_forward"] + rec["work_forward"],
+                 "wall_s": round(base["wall_s"] + rec["wall_s"], 2), "screened_out": False}
+    for part in ("sensitivity", "forward"):
+        out[f"curve_work_{part}"] = base[f"curve_work_{part}"] + [
+            base[f"work_{part}"] + w for w in rec[f"curve_work_{part}"]]
+    out["curve_best_fval"] = base["curve_best_fval"] + [
+        min(v, base["fval"]) if v is not None else base["fval"] for v in rec["curve_best_fval"]]
+    return out
+
+
 def _task(args: tuple[str, str, dict[str, Any], list[float], int]) -> str:
     key, name, cfg, x0, start = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if _WORKER.get("key") != key:
         _WORKER.update(key=key, objective=objective_of(key))
     objective = _WORKER["objective"]
-    rec = polished(objective, key, cfg, start) if cfg["kind"] == "polish" else \
+    run = {"polish": polished, "screen": screened}.get(cfg["kind"])
+    rec = run(objective, key, cfg, start) if run else \
         run_start(objective, cfg, np.asarray(x0), start)
     rec |= {"method": name, "settings": cfg}
     _write(record_path(key, name, start), rec)
@@ -251,7 +308,7 @@ def run_tasks(tasks: list[tuple], workers: int) -> None:
     print(f"{len(tasks) - len(todo)} of {len(tasks)} records done; running {len(todo)}",
           flush=True)
     for phase in (False, True):
-        part = [t for t in todo if (t[2]["kind"] == "polish") == phase]
+        part = [t for t in todo if (t[2]["kind"] in ("polish", "screen")) == phase]
         if workers <= 1:
             for t in part:
                 print(_task(t), flush=True)
@@ -259,62 +316,6 @@ def run_tasks(tasks: list[tuple], workers: int) -> None:
         with get_context("spawn").Pool(workers, maxtasksperchild=None) as pool:
             for line in pool.imap_unordered(_task, part):
                 print(line, flush=True)
-
-
-def _choose(recs: dict[str, list[dict[str, Any]]], suffix: str, f_star: float
-            ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float | None]]]:
-    """Per method the grid setting of least expected work at delta = 1 (ties: median)."""
-    choice: dict[str, dict[str, float]] = {}
-    scores: dict[str, dict[str, float | None]] = {}
-    from _minibatch_report import expected_work
-
-    for method in ("adam", "rmsprop"):
-        ranked = []
-        for lr, steps in TUNE_GRID:
-            name = f"tune-{method}-lr{lr}-s{steps}{suffix}"
-            w = expected_work(recs[name], f_star, 1.0)
-            median = float(np.median([np.inf if r["fval"] is None else r["fval"]
-                                      for r in recs[name]]))
-            scores[name] = {"expected_work": w if np.isfinite(w) else None,
-                            "median_fval": median}
-            ranked.append(((w, median), lr, steps))  # ties (none converged): median value
-        _, lr, steps = min(ranked)
-        choice[method] = {"learning_rate": lr, "max_steps": steps}
-    return choice, scores
-
-
-def tune(workers: int) -> dict[str, dict[str, dict[str, float]]]:
-    """Choose (learning rate, steps) per method on N = 64 with separate tuning starts.
-
-    Two families, each tuned for itself: the mini-batch run alone, and the run followed by
-    the fides polish (`POLISH_MAX_ITER` iterations, composed from the tuning run's record).
-    A run that is polished only has to end in the right basin, so it may need fewer steps.
-    """
-    path = RECORDS / "tuned.json"
-    if path.exists():
-        return json.loads(path.read_text())["tuned"]
-    x0s, _ = starts_of("n64", N_TUNE_STARTS, TUNE_SEED)
-    tasks = []
-    for method in ("adam", "rmsprop"):
-        for lr, steps in TUNE_GRID:
-            cfg = _minibatch(method, 8, {"learning_rate": lr, "max_steps": steps})
-            name = f"tune-{method}-lr{lr}-s{steps}"
-            tasks += [("n64", name, cfg, x0.tolist(), i) for i, x0 in enumerate(x0s)]
-            tasks += [("n64", f"{name}+fides", _polish(name), x0.tolist(), i)
-                      for i, x0 in enumerate(x0s)]
-    run_tasks(tasks, workers)
-    from _minibatch_report import load_records
-
-    recs = load_records("n64", prefix="tune-")
-    f_star = min(r["fval"] for rs in recs.values() for r in rs if r["fval"] is not None)
-    plain, scores = _choose(recs, "", f_star)
-    polished, scores_polished = _choose(recs, "+fides", f_star)
-    tuned = {"plain": plain, "polished": polished}
-    _write(path, {"tuned": tuned, "expected_work_by_setting": scores | scores_polished,
-                  "f_star": f_star, "grid": TUNE_GRID, "n_starts": N_TUNE_STARTS,
-                  "seed": TUNE_SEED, "batch_size": 8, "polish_max_iter": POLISH_MAX_ITER,
-                  "commit": git_commit()})
-    return tuned
 
 
 def main() -> None:
@@ -325,6 +326,7 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     from _minibatch_report import report
+    from _minibatch_tune import tune
 
     if not args.report_only:
         tuned = tune(args.workers)
@@ -333,7 +335,8 @@ def main() -> None:
             x0s, _ = starts_of(key, N_STARTS[key], SEED)
             names = args.methods or list(all_methods)
             names += [all_methods[m]["base"] for m in names  # the runs polished ones continue
-                      if all_methods[m]["kind"] == "polish" and all_methods[m]["base"] not in names]
+                      if all_methods[m]["kind"] in ("polish", "screen")
+                     and all_methods[m]["base"] not in names]
             tasks = [(key, name, all_methods[name], x0.tolist(), i)
                      for name in names for i, x0 in enumerate(x0s)]
             run_tasks(tasks, args.workers)
