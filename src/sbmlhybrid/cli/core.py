@@ -114,8 +114,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.threads > 1 and args.engine == "process":  # forked workers hang in libgomp
         raise InputError("--threads > 1 cannot be combined with --engine process: use "
                          "--engine single --threads N, or --engine process --workers N")
-    screen = _screen_options(args)  # before: it takes --polish away from the mini-batch runs
     optimizer = _minibatch_optimizer(args) or args.optimizer
+    screen = _screen_options(args)
     settings = FitSettings(n_starts=args.starts, optimizer=optimizer, engine=args.engine,
                            workers=args.workers, seed=args.seed, max_iter=args.max_iter,
                            **screen)
@@ -138,9 +138,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _screen_options(args: argparse.Namespace) -> dict:
-    """FitSettings fields of ``--polish X --polish-screen REL`` (the mini-batch runs then
-    get no polish of their own: the screened starts are polished after all starts)."""
-    from sbmlhybrid.optimize import METHODS, OPTIMIZERS
+    """FitSettings fields of ``--polish X --polish-screen REL`` (`_minibatch_optimizer` has
+    checked X and left the polish out of the mini-batch runs)."""
+    from sbmlhybrid.optimize import METHODS
 
     margin = getattr(args, "polish_screen", None)
     if margin is None:
@@ -151,13 +151,9 @@ def _screen_options(args: argparse.Namespace) -> dict:
     if args.polish is None:
         raise InputError("--polish-screen needs --polish (fides or lbfgsb): the optimizer "
                          "run from the screened end points")
-    if args.polish not in OPTIMIZERS:
-        raise InputError(f"unknown --polish optimizer {args.polish!r}; choose from "
-                         f"{', '.join(OPTIMIZERS)}")
     if not (np.isfinite(margin) and margin >= 0):
         raise InputError(f"--polish-screen must be >= 0, got {margin}")
-    polish, args.polish = args.polish, None
-    return {"screen_margin": float(margin), "screen_optimizer": polish}
+    return {"screen_margin": float(margin), "screen_optimizer": args.polish}
 
 
 def _minibatch_optimizer(args: argparse.Namespace):
@@ -189,6 +185,8 @@ def _minibatch_optimizer(args: argparse.Namespace):
                          f"{', '.join(OPTIMIZERS)}")
     options = {dest: value for opt, value in given.items()
                for dest in [_MINIBATCH_OPTIONS[opt]]}
+    if getattr(args, "polish_screen", None) is not None:
+        options.pop("polish", None)  # the screened starts are polished after all starts
     return MiniBatchOptimizer(method=name, seed=args.seed, n_threads=args.threads,
                               polish_max_iter=args.max_iter if "--polish" in given else 50,
                               **options)

@@ -64,7 +64,7 @@ def screened_polish(objective, result: pypesto.Result, rel_margin: float = 1e-3,
         set to True; sorted by objective value.
     """
     problem = objective.pypesto_problem
-    runs = result.optimize_result.list
+    runs = result.optimize_result.list  # the result's own list: entries replaced in place
     todo = [i for i in screen_starts([r.fval for r in runs], rel_margin)
             if not runs[i].get(POLISHED)]
     if not todo:
@@ -88,6 +88,5 @@ def screened_polish(objective, result: pypesto.Result, rel_margin: float = 1e-3,
             runs[i] = new
         runs[i].update(work)
         runs[i][POLISHED] = True
-    result.optimize_result.list = runs
     result.optimize_result.sort()
     return result
