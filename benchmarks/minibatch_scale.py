@@ -215,6 +215,27 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 _WORKER: dict[str, Any] = {}
 
 
+def _joined(head: dict[str, Any], rec: dict[str, Any], drop_last: bool) -> dict[str, Any]:
+    """The record of `rec` run from the end point of `head`: work, wall time, curves added.
+
+    `head` holds the work counted before `rec` started; with `drop_last` the last point of
+    its curve (the final full evaluation that the continued run replaces) is left out.
+    """
+    out = rec | {"work_sensitivity": head["work_sensitivity"] + rec["work_sensitivity"],
+                 "work_forward": head["work_forward"] + rec["work_forward"],
+                 "wall_s": round(head["wall_s"] + rec["wall_s"], 2)}
+    cut = -1 if drop_last else None
+    for part in ("sensitivity", "forward"):
+        out[f"curve_work_{part}"] = head[f"curve_work_{part}"][:cut] + [
+            head[f"work_{part}"] + w for w in rec[f"curve_work_{part}"]]
+    best_head = [v for v in head["curve_best_fval"][:cut] if v is not None]
+    floor = min(best_head) if best_head else None
+    out["curve_best_fval"] = head["curve_best_fval"][:cut] + [
+        v if floor is None else (floor if v is None else min(v, floor))
+        for v in rec["curve_best_fval"]]
+    return out
+
+
 def polished(objective, key: str, cfg: dict[str, Any], start: int) -> dict[str, Any]:
     """A mini-batch run followed by a polish, composed from the run's own record.
 
@@ -230,14 +251,7 @@ def polished(objective, key: str, cfg: dict[str, Any], start: int) -> dict[str, 
     if base["x"] is None:  # the batch steps ended where the model does not integrate
         return base | head | {"fval": None, "message": "no finite end point to polish"}
     rec = run_start(objective, cfg, np.asarray(base["x"]), start)
-    out = rec | {"work_sensitivity": head["work_sensitivity"] + rec["work_sensitivity"],
-                 "work_forward": head["work_forward"] + rec["work_forward"],
-                 "wall_s": round(base["wall_s"] + rec["wall_s"], 2)}
-    for part in ("sensitivity", "forward"):
-        out[f"curve_work_{part}"] = base[f"curve_work_{part}"][:-1] + [
-            head[f"work_{part}"] + w for w in rec[f"curve_work_{part}"]]
-    out["curve_best_fval"] = base["curve_best_fval"][:-1] + rec["curve_best_fval"]
-    return out
+    return _joined(base | head, rec, drop_last=True)
 
 
 def screened(objective, key: str, cfg: dict[str, Any], start: int) -> dict[str, Any]:
@@ -258,15 +272,7 @@ def screened(objective, key: str, cfg: dict[str, Any], start: int) -> dict[str, 
         return base | {"screened_out": True, "message": f"screened out: end value "
                        f"{base['fval']} not within {cfg['margin_rel']:g} x |best| of the best"}
     rec = run_start(objective, cfg, np.asarray(base["x"]), start)
-    out = rec | {"work_sensitivity": base["work_sensitivity"] + rec["work_sensitivity"],
-                 "work_forward": base["work_forward"] + rec["work_forward"],
-                 "wall_s": round(base["wall_s"] + rec["wall_s"], 2), "screened_out": False}
-    for part in ("sensitivity", "forward"):
-        out[f"curve_work_{part}"] = base[f"curve_work_{part}"] + [
-            base[f"work_{part}"] + w for w in rec[f"curve_work_{part}"]]
-    out["curve_best_fval"] = base["curve_best_fval"] + [
-        min(v, base["fval"]) if v is not None else base["fval"] for v in rec["curve_best_fval"]]
-    return out
+    return _joined(base, rec, drop_last=False) | {"screened_out": False}
 
 
 def _task(args: tuple[str, str, dict[str, Any], list[float], int]) -> str:
