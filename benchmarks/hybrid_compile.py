@@ -6,8 +6,11 @@ temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile). 
 
 - ``amici``: AMICI's own code generation and C++ build (1 job, -O3);
 - ``sbmlhybrid``: the default (`sbmlhybrid.build._codegen`: free-symbol Jacobian, sparse
-  symbols and static indices; generated sources of >= 64 kB at -O0, the rest at -O3; one C++
+  symbols and static indices, rule derivatives chained at code generation
+  (`sbmlhybrid.build._chain`); generated sources of >= 64 kB at -O0, the rest at -O3; one C++
   job per core);
+- ``sbmlhybrid-recursion``: the default with AMICI's run-time chain rule for the rules'
+  derivatives (the generated C++ equals the ``amici`` build's);
 - ``sbmlhybrid-O3``: the default code generation with every source at -O3;
 - ``sbmlhybrid-O1large``: the default with the large sources at -O1;
 - ``sbmlhybrid-O1``: the default with ``AMICI_CXXFLAGS=-O1`` (every source at -O1).
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import os
 import resource
@@ -44,7 +48,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, git_commit, load1, write_json  # noqa: E402
 
-BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-O3", "sbmlhybrid-O1large", "sbmlhybrid-O1")
+BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-recursion", "sbmlhybrid-O3", "sbmlhybrid-O1large",
+          "sbmlhybrid-O1")
 
 
 def mlp(width: int, seed: int) -> nn.Sequential:
@@ -71,6 +76,8 @@ def build_option(name: str):
     if name == "amici":
         os.environ["AMICI_PARALLEL_COMPILE"] = "1"
         store.faster_codegen = contextlib.nullcontext
+    elif name == "sbmlhybrid-recursion":
+        store.faster_codegen = functools.partial(patch, total_w_derivatives=False)
     elif name == "sbmlhybrid-O1":
         os.environ["AMICI_CXXFLAGS"] = "-O1"
     elif name == "sbmlhybrid-O3":

@@ -36,13 +36,17 @@ import os
 from collections.abc import Iterator
 
 import amici._symbolic.de_model as _de_model
+import amici.exporters.sundials.cxxcodeprinter as _printer
 import amici.exporters.sundials.de_export as _de_export
 import sympy as sp
 from amici._symbolic.sympy_utils import smart_is_zero_matrix
 from amici.importers.utils import amici_time_symbol, symbol_with_assumptions
 
-__all__ = ["LARGE_SOURCE_BYTES", "LARGE_SOURCE_FLAGS", "fast_csc_matrix", "fast_jacobian",
-           "faster_codegen", "large_sources"]
+__all__ = ["CODEGEN_VARIANT", "LARGE_SOURCE_BYTES", "LARGE_SOURCE_FLAGS", "fast_csc_matrix",
+           "fast_jacobian", "faster_codegen", "large_sources"]
+
+#: Part of the compile-cache key: builds of an earlier variant are not reused.
+CODEGEN_VARIANT = "total-w-derivatives-3"
 
 _PARALLEL_ENV = "AMICI_PARALLEL_COMPILE"
 _DERIVATIVES_OF_W = ("dwdw", "dwdx", "dwdp")
@@ -120,13 +124,21 @@ def fast_jacobian(eq: sp.MatrixBase, sym_var: sp.MatrixBase) -> sp.MutableSparse
     return sp.MutableSparseMatrix(nrow, ncol, entries)
 
 
+def _is_zero(expr: sp.Expr) -> bool:
+    """AMICI's ``expr.is_zero`` test of a stored entry, without sympy's assumption queries on
+    compound expressions (1.7 ms per chained 2x32 network derivative, 7 s per build): a sum,
+    product or function that is zero is the number 0 once sympy has built it (zero terms and
+    factors are dropped, a zero factor makes the product 0), so only atoms are queried."""
+    return bool(expr.is_zero) if expr.is_Atom else expr == 0
+
+
 def fast_csc_matrix(matrix: sp.MatrixBase, rownames: list[sp.Symbol],
                     colnames: list[sp.Symbol], identifier: int | None = 0,
                     pattern_only: bool | None = False) -> tuple:
     """AMICI's ``csc_matrix`` (same arguments and results: column pointers, row values,
     sparse expressions, their symbols, the symbol matrix) from the stored non-zeros."""
     nrows, ncols = matrix.shape
-    nonzero = sorted(((c, r), v) for (r, c), v in matrix.todok().items() if not v.is_zero)
+    nonzero = sorted(((c, r), v) for (r, c), v in matrix.todok().items() if not _is_zero(v))
     sparse_matrix = None if pattern_only else sp.zeros(nrows, ncols)
     symbol_list, sparse_list, col_ptrs, row_vals = [], [], [], []
     k = 0
@@ -179,6 +191,32 @@ def large_sources(folder: str | os.PathLike) -> list[str]:
                   if f.name.endswith(".cpp") and f.stat().st_size >= LARGE_SOURCE_BYTES)
 
 
+def _patched_print_pow(original):
+    """Squares and cubes of a symbol as products: ``std::pow(a, 2)`` calls libm's ``pow``
+    (C++11 promotes the int exponent to double), which gcc inlines only from -O1 on, and the
+    large derivative sources are built at -O0 (`LARGE_SOURCE_FLAGS`); with the rules'
+    derivatives chained (`sbmlhybrid.build._chain`), the network's ``1 - a^2`` terms made
+    ``pow`` a fifth of a 2x32 gray-box adjoint gradient (perf)."""
+    def print_pow(self, expr: sp.Pow) -> str:
+        if expr.base.is_Symbol and expr.exp in (2, 3):
+            # parenthesized: the printer places a Pow without parentheses (y / x^2)
+            return "(" + "*".join([self._print(expr.base)] * int(expr.exp)) + ")"
+        return original(self, expr)
+    return print_pow
+
+
+def _patched_compute_equation(original):
+    def compute_equation(self: _de_model.DEModel, name: str) -> None:
+        if name in _DERIVATIVES_OF_W and not getattr(self, "_sbmlhybrid_chain_tried", False):
+            from sbmlhybrid.build._chain import install_total_derivatives
+
+            self._sbmlhybrid_chain_tried = True
+            if install_total_derivatives(self):
+                return
+        original(self, name)
+    return compute_equation
+
+
 def _patched_compile_model(original):
     def compile_model(self: _de_export.DEExporter) -> None:
         names = large_sources(self.model_path) if LARGE_SOURCE_FLAGS else []
@@ -193,18 +231,26 @@ def _patched_compile_model(original):
 
 
 @contextlib.contextmanager
-def faster_codegen() -> Iterator[None]:
+def faster_codegen(total_w_derivatives: bool = True) -> Iterator[None]:
     """Within the block, AMICI's model code generation uses `fast_jacobian`,
     `fast_csc_matrix` and free-symbol static indices, the C++ build compiles large sources
     with `LARGE_SOURCE_FLAGS` and runs one job per core (unless ``AMICI_PARALLEL_COMPILE``
-    is set)."""
+    is set). With `total_w_derivatives`, the derivatives of the rules ``w`` are chained at
+    code generation (`sbmlhybrid.build._chain`) instead of at run time and squares and cubes
+    of symbols are printed as products; without, the generated C++ is byte-identical to
+    AMICI's."""
     saved = (_de_model.smart_jacobian, _de_model.csc_matrix,
-             _de_model.DEModel.static_indices, _de_export.DEExporter.compile_model)
+             _de_model.DEModel.static_indices, _de_export.DEExporter.compile_model,
+             _de_model.DEModel._compute_equation, _printer.AmiciCxxCodePrinter._print_Pow,
+             _printer.AmiciCxxCodePrinter.__dict__.get("_print_Pow"))
     set_env = _PARALLEL_ENV not in os.environ
     _de_model.smart_jacobian = fast_jacobian
     _de_model.csc_matrix = fast_csc_matrix
     _de_model.DEModel.static_indices = _patched_static_indices(saved[2])
     _de_export.DEExporter.compile_model = _patched_compile_model(saved[3])
+    if total_w_derivatives:
+        _de_model.DEModel._compute_equation = _patched_compute_equation(saved[4])
+        _printer.AmiciCxxCodePrinter._print_Pow = _patched_print_pow(saved[5])
     if set_env:
         os.environ[_PARALLEL_ENV] = str(os.cpu_count() or 1)
     try:
@@ -213,5 +259,11 @@ def faster_codegen() -> Iterator[None]:
         _de_model.smart_jacobian, _de_model.csc_matrix = saved[0], saved[1]
         _de_model.DEModel.static_indices = saved[2]
         _de_export.DEExporter.compile_model = saved[3]
+        _de_model.DEModel._compute_equation = saved[4]
+        if saved[6] is None:  # inherited from sympy's printer
+            with contextlib.suppress(AttributeError):
+                del _printer.AmiciCxxCodePrinter._print_Pow
+        else:
+            _printer.AmiciCxxCodePrinter._print_Pow = saved[6]
         if set_env:
             os.environ.pop(_PARALLEL_ENV, None)

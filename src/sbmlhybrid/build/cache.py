@@ -27,6 +27,7 @@ import amici
 import pandas as pd
 import petab.v1 as petab
 
+from sbmlhybrid.build._codegen import CODEGEN_VARIANT
 from sbmlhybrid.build._store import CompiledModel, build_cached, module_name
 from sbmlhybrid.build.v2 import amici_importer, compile_v2, v2_cache_key
 from sbmlhybrid.errors import InputError
@@ -68,7 +69,8 @@ def cache_key(problem: Problem | ProblemV2, codegen: dict[str, Any]) -> str:
       at run time;
     * whether any measurement uses pre-equilibration (adds an indicator constant and
       ``initial_<id>_preeq`` parameters for species columns); no other measurement content;
-    * the AMICI version and the code-generation options.
+    * the AMICI version, the code-generation options and sbmlhybrid's code-generation variant
+      (`sbmlhybrid.build._codegen.CODEGEN_VARIANT`).
     """
     if isinstance(problem, ProblemV2):
         if codegen and codegen != DEFAULT_CODEGEN:
@@ -93,6 +95,7 @@ def cache_key(problem: Problem | ProblemV2, codegen: dict[str, Any]) -> str:
         "amici": amici.__version__,
         "codegen": {k: _option_text(v) for k, v in sorted(codegen.items())},
         "format": 2,
+        "variant": CODEGEN_VARIANT,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -29,6 +29,7 @@ from typing import Any
 import amici
 import libsbml
 
+from sbmlhybrid.build._codegen import CODEGEN_VARIANT
 from sbmlhybrid.build._store import CompiledModel, build_cached, module_name
 from sbmlhybrid.errors import InputError, Issue, NotSupportedError
 from sbmlhybrid.problem.v2 import ProblemV2
@@ -102,6 +103,7 @@ def v2_cache_key(importer: Any) -> str:
         "amici": amici.__version__,
         "importer": IMPORTER,
         "format": 1,
+        "variant": CODEGEN_VARIANT,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
