@@ -28,6 +28,7 @@ size grows with the number of paths through the rules: wide networks).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import amici._symbolic.de_model as _de_model
 import sympy as sp
@@ -143,14 +144,15 @@ def _static_w(model: _de_model.DEModel, dwdx: Sparse, dwdw: Sparse, order: list[
     return [k for k in range(len(model.eq("w"))) if k not in dynamic]
 
 
-def install_total_derivatives(model: _de_model.DEModel) -> bool:
+def install_total_derivatives(model: _de_model.DEModel,
+                              fast_jacobian: Callable[[sp.MatrixBase, sp.MatrixBase],
+                                                      sp.MatrixBase]) -> bool:
     """Set ``dwdw`` (empty), ``dwdx`` and ``dwdp`` (totals) of `model`; False: not done.
 
     Must run before anything reads the three (the patched ``_compute_equation`` of
-    `sbmlhybrid.build._codegen` calls it on the first request of any of them).
+    `sbmlhybrid.build._codegen` calls it on the first request of any of them, with its
+    `fast_jacobian`: sparse Jacobian of equations w.r.t. symbols).
     """
-    from sbmlhybrid.build._codegen import fast_jacobian
-
     w = model.eq("w")
     nw = w.shape[0]
     if not nw or model._splines or model.num_cons_law():

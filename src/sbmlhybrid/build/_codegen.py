@@ -42,6 +42,8 @@ import sympy as sp
 from amici._symbolic.sympy_utils import smart_is_zero_matrix
 from amici.importers.utils import amici_time_symbol, symbol_with_assumptions
 
+from sbmlhybrid.build._chain import install_total_derivatives
+
 __all__ = ["CODEGEN_VARIANT", "LARGE_SOURCE_BYTES", "LARGE_SOURCE_FLAGS", "fast_csc_matrix",
            "fast_jacobian", "faster_codegen", "large_sources"]
 
@@ -208,10 +210,8 @@ def _patched_print_pow(original):
 def _patched_compute_equation(original):
     def compute_equation(self: _de_model.DEModel, name: str) -> None:
         if name in _DERIVATIVES_OF_W and not getattr(self, "_sbmlhybrid_chain_tried", False):
-            from sbmlhybrid.build._chain import install_total_derivatives
-
             self._sbmlhybrid_chain_tried = True
-            if install_total_derivatives(self):
+            if install_total_derivatives(self, fast_jacobian):
                 return
         original(self, name)
     return compute_equation
