@@ -2,7 +2,9 @@
 
 Network: 2 inputs (Lac, Glc) -> width -> width -> 1 output (tanh), replacing the lactate-shift
 rate ``r_lac_shift`` of `petab_problems/cho_fedbatch` (gray box). Every build goes to a fresh
-temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile). Builds:
+temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile), each in a fresh
+Python process (as a user's first compile: no sympy caches or garbage of earlier builds), started
+once the 1-minute load has fallen below 1 (at most 90 s of waiting). Builds:
 
 - ``amici``: AMICI's own code generation and C++ build (1 job, -O3);
 - ``sbmlhybrid``: the default (`sbmlhybrid.build._codegen`: free-symbol Jacobian, sparse
@@ -34,9 +36,11 @@ import argparse
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -118,55 +122,75 @@ def gradient_times(objectives: dict[str, object], repeats: int) -> dict[str, dic
             for name in objectives}
 
 
-def build(width: int, option: str, keep_objective: bool, seed: int = 0
-          ) -> tuple[dict, object | None]:
-    from sbmlhybrid.build import cache_key
-    from sbmlhybrid.build.cache import DEFAULT_CODEGEN
-    from sbmlhybrid.hybrid import (
-        HYBRID_CODEGEN,
-        NetworkTerm,
-        compile_hybrid,
-        hybridize,
-        objective_of,
-    )
+def _hybrid(width: int, seed: int):
+    from sbmlhybrid.hybrid import NetworkTerm, hybridize
     from sbmlhybrid.problem import load_problem
 
     problem = load_problem(REPO / "petab_problems" / "cho_fedbatch" / "problem.yaml")
+    term = NetworkTerm("lacnet", mlp(width, seed), ["Lac", "Glc"], ["r_lac_shift"],
+                       output_transform="softplus", output_scale=0.3)
+    return hybridize(problem, [term])
 
-    def hybrid(s: int):
-        term = NetworkTerm("lacnet", mlp(width, s), ["Lac", "Glc"], ["r_lac_shift"],
-                           output_transform="softplus", output_scale=0.3)
-        return hybridize(problem, [term])
 
-    hp = hybrid(seed)
-    with tempfile.TemporaryDirectory(prefix="hybrid_compile_") as tmp:
-        os.environ["SBMLHYBRID_CACHE_DIR"] = tmp
-        load_before = load1()
-        t0, cpu0 = time.perf_counter(), time.process_time() + _children_cpu()
-        with build_option(option):
-            compiled = compile_hybrid(hp)
-        cold = time.perf_counter() - t0
-        cpu = time.process_time() + _children_cpu() - cpu0
-        load_after = load1()
-        assert not compiled.hit, "expected a cold build"
-        digest = _sources_digest(compiled.path)
-        # loaded and set up (first call) while its folder exists; the extension stays mapped
-        objective = objective_of(hp, compiled) if keep_objective else None
-        fval = None if objective is None else float(objective.evaluate().fval)
-        hp2 = hybrid(seed + 1)  # new weights, same architecture: a cache hit
-        opts = {**DEFAULT_CODEGEN, **HYBRID_CODEGEN}
-        t0 = time.perf_counter()
-        again = compile_hybrid(hp2)
-        recompile = time.perf_counter() - t0
+def cold_build(width: int, option: str, cache_dir: str, seed: int = 0) -> dict:
+    """One cold build into the empty `cache_dir` (run in a fresh process: `--child`)."""
+    from sbmlhybrid.build import cache_key
+    from sbmlhybrid.build.cache import DEFAULT_CODEGEN
+    from sbmlhybrid.hybrid import HYBRID_CODEGEN, compile_hybrid
+
+    hp = _hybrid(width, seed)
+    os.environ["SBMLHYBRID_CACHE_DIR"] = cache_dir
+    load_before = load1()
+    t0, cpu0 = time.perf_counter(), time.process_time() + _children_cpu()
+    with build_option(option):
+        compiled = compile_hybrid(hp)
+    cold = time.perf_counter() - t0
+    cpu = time.process_time() + _children_cpu() - cpu0
+    load_after = load1()
+    assert not compiled.hit, "expected a cold build"
+    hp2 = _hybrid(width, seed + 1)  # new weights, same architecture: a cache hit
+    opts = {**DEFAULT_CODEGEN, **HYBRID_CODEGEN}
+    t0 = time.perf_counter()
+    again = compile_hybrid(hp2)
+    recompile = time.perf_counter() - t0
     return {"width": width, "build": option, "n_weights": len(hp.hybrid.weight_ids),
             "cold_s": round(cold, 2), "cold_cpu_s": round(cpu, 2),
             "loadavg_1min_before": load_before, "loadavg_1min_after": load_after,
-            "sources_sha256": digest,
-            "gradient_s": None, "fval": fval,
+            "sources_sha256": _sources_digest(compiled.path),
+            "gradient_s": None, "fval": None,
             "recompile_new_weights_s": round(recompile, 4),
             "recompile_was_cache_hit": again.hit,
-            "cache_key_unchanged_by_weights": cache_key(hp2, opts) == cache_key(hp, opts)
-            }, objective
+            "cache_key_unchanged_by_weights": cache_key(hp2, opts) == cache_key(hp, opts)}
+
+
+def _settle(limit: float = 1.0, wait_s: float = 90.0) -> None:
+    """Wait (at most `wait_s`) for the 1-minute load to fall below `limit`: the previous
+    build's compiler processes would otherwise be counted in the next build's load."""
+    t0 = time.perf_counter()
+    while load1() >= limit and time.perf_counter() - t0 < wait_s:
+        time.sleep(5)
+
+
+def build(width: int, option: str, cache_dir: str) -> dict:
+    """Cold build in a fresh Python process (a user's first compile: no sympy caches or
+    garbage of earlier builds in the process), its record read from the child's stdout."""
+    _settle()
+    out = subprocess.run([sys.executable, __file__, "--child", str(width), option, cache_dir],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def loaded_objective(width: int, option: str, cache_dir: str):
+    """Objective of a build already in `cache_dir` (a cache hit), set up by a first call."""
+    from sbmlhybrid.hybrid import compile_hybrid, objective_of
+
+    hp = _hybrid(width, 0)
+    os.environ["SBMLHYBRID_CACHE_DIR"] = cache_dir
+    with build_option(option):
+        compiled = compile_hybrid(hp)
+    assert compiled.hit, "expected the child's build in the cache"
+    objective = objective_of(hp, compiled)
+    return objective, float(objective.evaluate().fval)
 
 
 def main() -> None:
@@ -178,26 +202,39 @@ def main() -> None:
     ap.add_argument("--gradient-widths", type=int, nargs="*", default=[32],
                     help="widths whose builds get the gradient timing (a 2x64 gray-box "
                          "gradient with random weights takes minutes)")
+    ap.add_argument("--child", nargs=3, metavar=("WIDTH", "BUILD", "CACHE_DIR"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
+    if args.child:
+        print(json.dumps(cold_build(int(args.child[0]), args.child[1], args.child[2])))
+        return
     runs = []
-    for width in args.widths:
-        timed = bool(args.repeats) and width in args.gradient_widths
-        objectives = {}
-        for option in args.builds:
-            r, objectives[option] = build(width, option, timed)
-            print(r, flush=True)
-            runs.append(r)
-        if timed:
-            for option, g in gradient_times(objectives, args.repeats).items():
-                r = next(x for x in runs if x["width"] == width and x["build"] == option)
-                r |= g
-                print(width, option, g, flush=True)
+    with tempfile.TemporaryDirectory(prefix="hybrid_compile_") as tmp:
+        for width in args.widths:
+            timed = bool(args.repeats) and width in args.gradient_widths
+            objectives = {}
+            for option in args.builds:
+                cache_dir = os.path.join(tmp, f"h{width}-{option}")
+                os.mkdir(cache_dir)
+                r = build(width, option, cache_dir)
+                if timed:
+                    objectives[option], r["fval"] = loaded_objective(width, option, cache_dir)
+                print(r, flush=True)
+                runs.append(r)
+            if timed:
+                gradients = gradient_times(objectives, args.repeats)
+                for option, g in gradients.items():
+                    r = next(x for x in runs if x["width"] == width and x["build"] == option)
+                    r |= g
+                    print(width, option, g, flush=True)
     result: dict = {"commit": git_commit(), "command": " ".join(sys.argv), "runs": runs,
                     "cpu_count": os.cpu_count(),
                     "note": "cold = wall s of AMICI code generation + C++ build into an empty "
-                            "cache; cold_cpu = CPU s of this process + the compiler processes; "
+                            "cache, each build in a fresh Python process started once the "
+                            "1-minute load is below 1 (or after 90 s); cold_cpu = CPU s of that "
+                            "process + the compiler processes; "
                             "gradient_s = median s of one likelihood + gradient (1 thread, random "
                             "initial weights; the builds of a width alternated --repeats "
                             "times); "
