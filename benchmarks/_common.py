@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,19 @@ def git_commit() -> str:
 
     commit = git("rev-parse", "HEAD") or "unknown"
     return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def alternated_times(calls: dict[Any, Callable[[], object]], repeats: int
+                     ) -> dict[Any, list[float]]:
+    """Wall s of each call, the calls alternated `repeats` times so that drifts of the
+    machine hit every setting alike (set the calls up, and warm them, beforehand)."""
+    times: dict[Any, list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):
+        for key, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[key].append(time.perf_counter() - t0)
+    return times
 
 
 def load1() -> float:

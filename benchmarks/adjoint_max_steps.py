@@ -17,44 +17,40 @@ value + gradient, the gradient's max relative difference to the first setting, a
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _ude_problems as P  # noqa: E402
-from _common import git_commit, load1, write_json  # noqa: E402
+from _common import alternated_times, git_commit, load1, write_json  # noqa: E402
 
 
-def settings_of(problem: str, caps: list[int], solvers: list[str], rtol: float) -> dict:
-    """Adjoint objectives of `problem`, one per (step cap, linear solver)."""
+def objectives_of(up, caps: list[int], solvers: list[str], rtol: float) -> dict:
+    """Adjoint objectives of `up`, keyed by (step cap, linear solver name)."""
     import amici.sim.sundials as asd
 
-    up = P.load(problem)
     objectives = {}
     for cap in caps:
         for name in solvers:
             obj = P.amici_objective(up, rtol, "adjoint", 1, max_steps=cap)
             obj.amici_objective.amici_solver.set_linear_solver(getattr(asd.LinearSolver, name))
             objectives[(cap, name)] = obj
-    return {"problem": up, "objectives": objectives}
+    return objectives
 
 
 def measure(problem: str, caps: list[int], solvers: list[str], rtol: float,
             repeats: int) -> list[dict]:
     """Median s per value + gradient of each setting (settings alternated `repeats` times)."""
-    built = settings_of(problem, caps, solvers, rtol)
-    up, objectives = built["problem"], built["objectives"]
+    up = P.load(problem)
+    objectives = objectives_of(up, caps, solvers, rtol)
     first = {k: o.evaluate(up.x) for k, o in objectives.items()}  # warm-up, reference
     ref = next(iter(first.values())).grad
     load_before = load1()
-    times: dict = {k: [] for k in objectives}
-    for _ in range(repeats):
-        for k, o in objectives.items():
-            t0 = time.perf_counter()
-            o.evaluate(up.x)
-            times[k].append(time.perf_counter() - t0)
+    times = alternated_times({k: functools.partial(o.evaluate, up.x)
+                              for k, o in objectives.items()}, repeats)
     load_after = load1()
     return [{"problem": problem, "max_steps": cap, "linear_solver": name, "rtol": rtol,
              "seconds": round(float(np.median(times[(cap, name)])), 4),

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, git_commit, load1, write_json  # noqa: E402
+from _common import REPO, alternated_times, git_commit, load1, write_json  # noqa: E402
 
 BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-recursion", "sbmlhybrid-O3", "sbmlhybrid-O1large",
           "sbmlhybrid-O1")
@@ -110,13 +110,8 @@ def _sources_digest(path: Path) -> str:
 
 def gradient_times(objectives: dict[str, object], repeats: int) -> dict[str, dict]:
     """Median s of one likelihood + gradient per build (objectives already set up by a first
-    call), the builds alternated `repeats` times so drifts of the machine hit all alike."""
-    times: dict[str, list[float]] = {name: [] for name in objectives}
-    for _ in range(repeats):
-        for name, objective in objectives.items():
-            t0 = time.perf_counter()
-            objective.evaluate()
-            times[name].append(time.perf_counter() - t0)
+    call), the builds alternated `repeats` times."""
+    times = alternated_times({name: o.evaluate for name, o in objectives.items()}, repeats)
     return {name: {"gradient_s": round(statistics.median(times[name]), 4),
                    "gradient_s_all": [round(t, 4) for t in times[name]]}
             for name in objectives}
