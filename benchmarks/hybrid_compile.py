@@ -18,8 +18,9 @@ once the 1-minute load has fallen below 1 (at most 90 s of waiting). Builds:
 - ``sbmlhybrid-O1``: the default with ``AMICI_CXXFLAGS=-O1`` (every source at -O1).
 
 For each build: wall and CPU seconds (this process + the compiler processes), 1-minute load
-before and after, whether the generated C++ equals the ``amici`` build's (SHA-256 of all
-sources), and the median seconds of one likelihood + gradient of the built model at nominal
+before and after, the share of CPU time the hypervisor stole during the build
+(``cpu_steal_fraction``), whether the generated C++ equals the ``amici`` build's (SHA-256 of
+all sources), and the median seconds of one likelihood + gradient of the built model at nominal
 parameters (1 thread, median of ``--repeats``, widths in ``--gradient-widths``: does a lower
 optimization level cost simulation speed?). Then the
 same architecture with new weights is "compiled" again: the cache key must be equal, so that
@@ -50,7 +51,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, alternated_times, git_commit, load1, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    REPO,
+    alternated_times,
+    cpu_times,
+    git_commit,
+    load1,
+    steal_fraction,
+    write_json,
+)
 
 BUILDS = ("amici", "sbmlhybrid", "sbmlhybrid-recursion", "sbmlhybrid-O3", "sbmlhybrid-O1large",
           "sbmlhybrid-O1")
@@ -135,13 +144,13 @@ def cold_build(width: int, option: str, cache_dir: str, seed: int = 0) -> dict:
 
     hp = _hybrid(width, seed)
     os.environ["SBMLHYBRID_CACHE_DIR"] = cache_dir
-    load_before = load1()
+    load_before, steal0 = load1(), cpu_times()
     t0, cpu0 = time.perf_counter(), time.process_time() + _children_cpu()
     with build_option(option):
         compiled = compile_hybrid(hp)
     cold = time.perf_counter() - t0
     cpu = time.process_time() + _children_cpu() - cpu0
-    load_after = load1()
+    load_after, steal = load1(), steal_fraction(steal0, cpu_times())
     assert not compiled.hit, "expected a cold build"
     hp2 = _hybrid(width, seed + 1)  # new weights, same architecture: a cache hit
     opts = {**DEFAULT_CODEGEN, **HYBRID_CODEGEN}
@@ -151,6 +160,7 @@ def cold_build(width: int, option: str, cache_dir: str, seed: int = 0) -> dict:
     return {"width": width, "build": option, "n_weights": len(hp.hybrid.weight_ids),
             "cold_s": round(cold, 2), "cold_cpu_s": round(cpu, 2),
             "loadavg_1min_before": load_before, "loadavg_1min_after": load_after,
+            "cpu_steal_fraction": steal,
             "sources_sha256": _sources_digest(compiled.path),
             "gradient_s": None, "fval": None,
             "recompile_new_weights_s": round(recompile, 4),
@@ -243,7 +253,8 @@ def main() -> None:
             w = r["width"]
             result |= {f"cold_s_h{w}": r["cold_s"], f"cold_cpu_s_h{w}": r["cold_cpu_s"],
                        f"n_weights_h{w}": r["n_weights"],
-                       f"loadavg_1min_before_h{w}": r["loadavg_1min_before"]}
+                       f"loadavg_1min_before_h{w}": r["loadavg_1min_before"],
+                       f"cpu_steal_fraction_h{w}": r["cpu_steal_fraction"]}
             if w == 64:
                 result["loadavg_1min_before"] = r["loadavg_1min_before"]
     write_json(args.out, result)

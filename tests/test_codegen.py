@@ -50,6 +50,27 @@ def test_fast_jacobian_equals_amici_entry_by_entry() -> None:
     assert fast.nnz() > 20  # the random rows do depend on the variables
 
 
+def test_nary_plus_equals_the_pairwise_sum() -> None:
+    """One ``Add`` of n operands is the same expression as sbmlmath's one-at-a-time sum (its
+    own result without the patch), for products, repeated terms, numbers and functions."""
+    from sbmlhybrid.build._codegen import _nary_plus
+
+    rng = random.Random(11)
+    syms = sp.symbols("b0:8")
+    pool = [*syms, sp.Integer(2), sp.Rational(-1, 3), sp.Float(0.25)]
+    for _ in range(40):
+        ops = [rng.choice(pool) * rng.choice(pool) if rng.random() < 0.5
+               else sp.tanh(rng.choice(syms)) for _ in range(rng.randint(2, 70))]
+        pairwise = ops[0]
+        for op in ops[1:]:
+            pairwise = pairwise + op
+        fast = _nary_plus(*ops, evaluate=True)
+        assert fast == pairwise and sp.srepr(fast) == sp.srepr(pairwise)
+    unevaluated = _nary_plus(syms[0], syms[0], evaluate=False)
+    assert unevaluated.args == (syms[0], syms[0])  # not collected to 2*b0
+    assert _nary_plus(evaluate=True) == 0
+
+
 def test_fast_csc_matrix_equals_amici() -> None:
     from amici.exporters.sundials.cxxcodeprinter import csc_matrix
 
@@ -145,25 +166,30 @@ def test_generated_code_is_byte_identical(tmp_path) -> None:
 
 def test_parallel_compile_set_only_inside_and_only_if_unset(monkeypatch) -> None:
     import amici._symbolic.de_model as de_model
+    import sbmlmath.mathml_parser as mathml
 
+    from sbmlhybrid.build._codegen import _JacobianMemo, _nary_plus
+
+    plus = f"{{{mathml.mathml_ns}}}plus"
     original = (de_model.smart_jacobian, de_model.csc_matrix,
-                de_model.DEModel.static_indices)
+                de_model.DEModel.static_indices, mathml.mathml_op_sympy.get(plus))
     monkeypatch.delenv("AMICI_PARALLEL_COMPILE", raising=False)
     with faster_codegen():
         assert os.environ["AMICI_PARALLEL_COMPILE"] == str(os.cpu_count())
-        assert de_model.smart_jacobian is fast_jacobian
+        assert isinstance(de_model.smart_jacobian, _JacobianMemo)
         assert de_model.csc_matrix is fast_csc_matrix
         assert de_model.DEModel.static_indices is not original[2]
+        assert mathml.mathml_op_sympy[plus] is _nary_plus
     assert "AMICI_PARALLEL_COMPILE" not in os.environ
     assert (de_model.smart_jacobian, de_model.csc_matrix,
-            de_model.DEModel.static_indices) == original
+            de_model.DEModel.static_indices, mathml.mathml_op_sympy.get(plus)) == original
     monkeypatch.setenv("AMICI_PARALLEL_COMPILE", "1")
     with pytest.raises(RuntimeError), faster_codegen():
         assert os.environ["AMICI_PARALLEL_COMPILE"] == "1"
         raise RuntimeError("build failed")
     assert os.environ["AMICI_PARALLEL_COMPILE"] == "1"
     assert (de_model.smart_jacobian, de_model.csc_matrix,
-            de_model.DEModel.static_indices) == original
+            de_model.DEModel.static_indices, mathml.mathml_op_sympy.get(plus)) == original
 
 
 def test_large_sources_get_the_lower_optimization_level(tmp_path, monkeypatch) -> None:
@@ -303,6 +329,18 @@ def test_totals_over_the_operation_budget_keep_amici_chain_rule(tmp_path, monkey
         path = folder / "dwdw.cpp"
         return path.read_text().count("dwdw[") if path.exists() else 0
 
+    import sbmlhybrid.build._codegen as codegen
+
     assert dwdw_lines(tmp_path / "chained") == 0
     monkeypatch.setattr(chain, "MAX_OPERATIONS", 10)
+    computed: list[tuple] = []
+    original = codegen.fast_jacobian
+
+    def counted(eq, var):
+        computed.append((tuple(eq), tuple(var)))
+        return original(eq, var)
+
+    monkeypatch.setattr(codegen, "fast_jacobian", counted)
     assert dwdw_lines(tmp_path / "partial") > 5
+    # the rules' Jacobians that the operation count needed are not differentiated again
+    assert len(computed) == len(set(computed))

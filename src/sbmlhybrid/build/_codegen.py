@@ -18,6 +18,15 @@ millions of walks:
   ``expr.has(*dynamic_symbols)`` (thousands of patterns); `_static_derivative_indices` uses
   free-symbol sets (models with splines keep AMICI's test, which also inspects strings).
 
+Before all this, AMICI's SBML import parses every rule's MathML with `sbmlmath`, which builds
+an n-ary ``<plus/>`` by adding its operands one at a time: sympy re-flattens and re-sorts the
+growing sum at every step, quadratic in the operands (a neuron of the 2x64 network sums 65
+terms; 2.6 of the 2x64 build's 4.6 s of rule processing). `_nary_plus` builds the same sum
+with one ``Add`` (sympy's canonical form, so the expression and the generated code are the
+same: the byte-by-byte test covers it); `_JacobianMemo` gives the rules' Jacobians that
+`sbmlhybrid.build._chain` computed for its operation count to AMICI when the totals are not
+used, instead of differentiating ~4,700 entries again.
+
 The C++ build is AMICI's too, with one change: generated sources of at least
 `LARGE_SOURCE_BYTES` get `LARGE_SOURCE_FLAGS` (-O0) through a ``set_source_files_properties``
 line appended to the generated ``CMakeLists.txt`` (AMICI's ``AMICI_CXXFLAGS`` would lower every
@@ -32,12 +41,15 @@ the generated C++ sources byte by byte. ``AMICI_PARALLEL_COMPILE`` (the C++ buil
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import reduce
 
 import amici._symbolic.de_model as _de_model
 import amici.exporters.sundials.cxxcodeprinter as _printer
 import amici.exporters.sundials.de_export as _de_export
+import sbmlmath.mathml_parser as _mathml
 import sympy as sp
 from amici._symbolic.sympy_utils import smart_is_zero_matrix
 from amici.importers.utils import amici_time_symbol, symbol_with_assumptions
@@ -126,6 +138,29 @@ def fast_jacobian(eq: sp.MatrixBase, sym_var: sp.MatrixBase) -> sp.MutableSparse
     return sp.MutableSparseMatrix(nrow, ncol, entries)
 
 
+class _JacobianMemo:
+    """`fast_jacobian` that returns a copy of its earlier result for the same equations and
+    variables (compared by value) within one build."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple, sp.MutableSparseMatrix] = {}
+
+    def __call__(self, eq: sp.MatrixBase, sym_var: sp.MatrixBase) -> sp.MutableSparseMatrix:
+        key = (eq.shape, tuple(eq), sym_var.shape, tuple(sym_var))
+        if key not in self._done:
+            self._done[key] = fast_jacobian(eq, sym_var)
+        return self._done[key].copy()
+
+
+def _nary_plus(*operands: sp.Basic, evaluate: bool = False) -> sp.Basic:
+    """`sbmlmath`'s n-ary ``<plus/>``, with one ``Add`` of sympy expressions when evaluating
+    (its own pairwise sum otherwise, and for non-sympy operands such as unit quantities)."""
+    if evaluate and all(isinstance(a, sp.Expr) for a in operands):
+        return sp.Add(*operands)
+    with sp.evaluate(evaluate):
+        return reduce(operator.add, operands[1:], operands[0]) if operands else sp.Integer(0)
+
+
 def _is_zero(expr: sp.Expr) -> bool:
     """AMICI's ``expr.is_zero`` test of a stored entry, without sympy's assumption queries on
     compound expressions (1.7 ms per chained 2x32 network derivative, 7 s per build): a sum,
@@ -207,11 +242,11 @@ def _patched_print_pow(original):
     return print_pow
 
 
-def _patched_compute_equation(original):
+def _patched_compute_equation(original, jacobian: Callable):
     def compute_equation(self: _de_model.DEModel, name: str) -> None:
         if name in _DERIVATIVES_OF_W and not getattr(self, "_sbmlhybrid_chain_tried", False):
             self._sbmlhybrid_chain_tried = True
-            if install_total_derivatives(self, fast_jacobian):
+            if install_total_derivatives(self, jacobian):
                 return
         original(self, name)
     return compute_equation
@@ -232,30 +267,39 @@ def _patched_compile_model(original):
 
 @contextlib.contextmanager
 def faster_codegen(total_w_derivatives: bool = True) -> Iterator[None]:
-    """Within the block, AMICI's model code generation uses `fast_jacobian`,
+    """Within the block, AMICI's SBML import sums MathML with `_nary_plus`, its model code
+    generation uses `fast_jacobian` (memoized within the block: `_JacobianMemo`),
     `fast_csc_matrix` and free-symbol static indices, the C++ build compiles large sources
     with `LARGE_SOURCE_FLAGS` and runs one job per core (unless ``AMICI_PARALLEL_COMPILE``
     is set). With `total_w_derivatives`, the derivatives of the rules ``w`` are chained at
     code generation (`sbmlhybrid.build._chain`) instead of at run time and squares and cubes
     of symbols are printed as products; without, the generated C++ is byte-identical to
     AMICI's."""
+    plus = f"{{{_mathml.mathml_ns}}}plus"
+    saved_plus = _mathml.mathml_op_sympy.get(plus)
+    jacobian = _JacobianMemo()
     saved = (_de_model.smart_jacobian, _de_model.csc_matrix,
              _de_model.DEModel.static_indices, _de_export.DEExporter.compile_model,
              _de_model.DEModel._compute_equation, _printer.AmiciCxxCodePrinter._print_Pow,
              _printer.AmiciCxxCodePrinter.__dict__.get("_print_Pow"))
     set_env = _PARALLEL_ENV not in os.environ
-    _de_model.smart_jacobian = fast_jacobian
+    _mathml.mathml_op_sympy[plus] = _nary_plus
+    _de_model.smart_jacobian = jacobian
     _de_model.csc_matrix = fast_csc_matrix
     _de_model.DEModel.static_indices = _patched_static_indices(saved[2])
     _de_export.DEExporter.compile_model = _patched_compile_model(saved[3])
     if total_w_derivatives:
-        _de_model.DEModel._compute_equation = _patched_compute_equation(saved[4])
+        _de_model.DEModel._compute_equation = _patched_compute_equation(saved[4], jacobian)
         _printer.AmiciCxxCodePrinter._print_Pow = _patched_print_pow(saved[5])
     if set_env:
         os.environ[_PARALLEL_ENV] = str(os.cpu_count() or 1)
     try:
         yield
     finally:
+        if saved_plus is None:
+            _mathml.mathml_op_sympy.pop(plus, None)
+        else:
+            _mathml.mathml_op_sympy[plus] = saved_plus
         _de_model.smart_jacobian, _de_model.csc_matrix = saved[0], saved[1]
         _de_model.DEModel.static_indices = saved[2]
         _de_export.DEExporter.compile_model = saved[3]
