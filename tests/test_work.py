@@ -179,3 +179,60 @@ def test_cli_minibatch_fit_with_polish_and_threads(blowup, tmp_path) -> None:
         assert r.fval == pytest.approx(float(fval), rel=1e-12)
     work = read_work(out / "result.hdf5")
     assert sorted(work) == ["0", "1"] and all(w[0] > 0 for w in work.values())
+
+
+@pytest.fixture(scope="module")
+def blowup_adjoint():
+    return create_objective(load_problem(BLOWUP), sensitivity_method="adjoint")
+
+
+def _steps(objective, x) -> list[int]:
+    """Integration steps per condition at `x` (forward run, full reporting)."""
+    rdatas = objective.evaluate(x, gradient=False, return_rdatas=True).rdatas
+    return [int(np.max(r.numsteps)) for r in rdatas]
+
+
+def test_adjoint_calls_repeat_only_the_conditions_over_the_low_cap(
+        blowup_adjoint, amici_count, monkeypatch, caplog) -> None:
+    """With the first cap between the conditions' step counts, the capped evaluation gives
+    the uncapped value and gradient exactly; the conditions over the cap (and those a
+    fail-fast run skipped after the first of them) are simulated twice and counted twice."""
+    import sbmlhybrid.objective._step_cap as step_cap
+
+    obj = blowup_adjoint
+    steps = _steps(obj, X0)
+    order = sorted(range(len(steps)), key=steps.__getitem__)  # fewest steps first
+    ranked = [steps[i] for i in order]
+    low = ranked[2] + 1  # the three cheapest conditions fit, the others do not
+    assert ranked[3] > low and max(steps) < obj.problem.solver.max_steps
+    monkeypatch.setattr(step_cap, "ADJOINT_STEP_CAP", 10**9)  # no first cap: the reference
+    ref = obj.evaluate(X0, conditions=order)
+    monkeypatch.setattr(step_cap, "ADJOINT_STEP_CAP", low)
+    obj.work.reset()
+    amici_count.update(sensitivity=0, forward=0)
+    with caplog.at_level("DEBUG", logger="amici"):
+        capped = obj.evaluate(X0, conditions=order)
+    assert not [r for r in caplog.records if r.name.startswith("amici")]  # repaired: silent
+    assert capped.fval == ref.fval and np.array_equal(capped.grad, ref.grad)
+    # 3 fit, the 4th runs out of steps, the last 2 are not run; 3 repeated
+    assert obj.work.count.sensitivity == 3 + 1 + 3
+    assert obj.amici_objective.amici_solver.get_max_steps() == obj.problem.solver.max_steps
+    _check(obj, amici_count)
+
+
+def test_adjoint_call_over_the_users_cap_still_fails(blowup_adjoint, monkeypatch,
+                                                     caplog) -> None:
+    import sbmlhybrid.objective._step_cap as step_cap
+
+    obj = blowup_adjoint
+    steps = _steps(obj, X0)
+    solver = obj.amici_objective.amici_solver
+    monkeypatch.setattr(step_cap, "ADJOINT_STEP_CAP", 2)
+    solver.set_max_steps(max(steps) - 1)
+    try:
+        with caplog.at_level("DEBUG", logger="amici"):
+            ev = obj.evaluate(X0, raise_on_failure=False)
+    finally:
+        solver.set_max_steps(obj.problem.solver.max_steps)
+    assert ev.fval == np.inf and np.isnan(ev.grad).all()
+    assert any(r.levelname == "ERROR" for r in caplog.records if r.name.startswith("amici"))

@@ -5,19 +5,23 @@ simulation is counted apart (`WorkCount.forward`) and weighed by its measured co
 when a single number is wanted (`WorkCount.units`). Counting happens in pyPESTO's
 `AmiciCalculator` (the one place where `AmiciObjective` calls `amici.run_simulations`), so
 start-point evaluations, line-search trials, rescue re-simulations, monitoring evaluations,
-full-batch and mini-batch calls are all seen the same way. Reused: pyPESTO's calculator;
-written here: the subclass that counts, and a per-call trace for work-vs-objective curves.
+full-batch and mini-batch calls are all seen the same way. The calculator runs adjoint calls
+at a low step cap first (`sbmlhybrid.objective._step_cap`); a condition repeated at the
+user's cap counts twice, since it was simulated twice, and the call is one trace row. Reused:
+pyPESTO's calculator; written here: the subclass that counts, and a per-call trace for
+work-vs-objective curves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import amici.sim.sundials as asd
 import numpy as np
-from pypesto.C import FVAL, RDATAS
+from pypesto.C import FVAL
 from pypesto.objective import AmiciObjective
 from pypesto.objective.amici.amici_calculator import AmiciCalculator
+
+from sbmlhybrid.objective._step_cap import run_with_adjoint_step_cap
 
 __all__ = ["WorkCount", "WorkCounter", "install_work_counter", "work_counter_of"]
 
@@ -85,7 +89,8 @@ class WorkCounter:
 
 
 class CountingCalculator(AmiciCalculator):
-    """pyPESTO's AMICI calculator, counting the conditions each call simulates.
+    """pyPESTO's AMICI calculator, counting the conditions each call simulates (adjoint
+    calls step-capped first: `sbmlhybrid.objective._step_cap`).
 
     A condition counts when AMICI ran it (status other than "not run"), failed or not.
     """
@@ -96,10 +101,9 @@ class CountingCalculator(AmiciCalculator):
 
     def __call__(self, x_dct, sensi_orders, mode, amici_model, amici_solver, edatas,
                  n_threads, x_ids, parameter_mapping, fim_for_hess):
-        ret = super().__call__(x_dct, sensi_orders, mode, amici_model, amici_solver, edatas,
-                               n_threads, x_ids, parameter_mapping, fim_for_hess)
-        statuses = [int(r.status) for r in ret.get(RDATAS) or []]
-        n_run = sum(s != asd.AMICI_NOT_RUN for s in statuses)
+        ret, n_run = run_with_adjoint_step_cap(
+            super().__call__, x_dct, sensi_orders, mode, amici_model, amici_solver, edatas,
+            n_threads, x_ids, parameter_mapping, fim_for_hess)
         self.counter.record(n_run, bool(sensi_orders) and max(sensi_orders) > 0, len(edatas),
                             ret.get(FVAL, np.nan))
         return ret
