@@ -134,7 +134,9 @@ def run_groups(problem: str, tool: str, groups: dict, threads: int, out: Path,
         spec = {"problem": problem, "tool": tool, "group": group, "settings": settings,
                 "threads": threads, "out": str(out), "cap_s": cap,
                 "jax_dir": str(out / "jax_models" if out == SMOKE else JAX_DIR)}
-        spec_path = out / "specs" / f"{problem}__{tool}__{group.replace(':', '-')}__t{threads}.json"
+        # a run's work lists are inputs, not results: beside the JAX code, outside git
+        specs = out / "specs" if out == SMOKE else JAX_DIR.parent / "ude_speed_specs"
+        spec_path = specs / f"{problem}__{tool}__{group.replace(':', '-')}__t{threads}.json"
         spec_path.parent.mkdir(parents=True, exist_ok=True)
         spec_path.write_text(json.dumps(spec))
         print(f"== {problem} {tool} {group} threads={threads}: {len(settings)} settings",
