@@ -255,6 +255,8 @@ def main() -> None:
                        f"n_weights_h{w}": r["n_weights"],
                        f"loadavg_1min_before_h{w}": r["loadavg_1min_before"],
                        f"cpu_steal_fraction_h{w}": r["cpu_steal_fraction"]}
+            if amici is not None:  # the host's speed varies: AMICI's build as its yardstick
+                result[f"cold_ratio_to_amici_h{w}"] = round(r["cold_s"] / amici["cold_s"], 3)
             if w == 64:
                 result["loadavg_1min_before"] = r["loadavg_1min_before"]
     write_json(args.out, result)
