@@ -236,3 +236,16 @@ def test_adjoint_call_over_the_users_cap_still_fails(blowup_adjoint, monkeypatch
         solver.set_max_steps(obj.problem.solver.max_steps)
     assert ev.fval == np.inf and np.isnan(ev.grad).all()
     assert any(r.levelname == "ERROR" for r in caplog.records if r.name.startswith("amici"))
+
+
+@pytest.mark.parametrize("statuses, repeated", [
+    ([0, 0, 0], []),
+    ([0, asd.AMICI_TOO_MUCH_WORK, asd.AMICI_NOT_RUN], [1, 2]),
+    # a preequilibration out of steps fails its steady state: AMICI_ERROR
+    ([asd.AMICI_ERROR, asd.AMICI_NOT_RUN, 0], [0, 1]),
+    ([0, asd.AMICI_NOT_RUN], []),  # nothing failed: not-run conditions were not requested
+])
+def test_conditions_repeated_after_the_capped_attempt(statuses, repeated) -> None:
+    from sbmlhybrid.objective._step_cap import _to_repeat
+
+    assert _to_repeat(statuses) == repeated
