@@ -64,9 +64,8 @@ def load1() -> float:
 def cpu_times() -> tuple[int, int]:
     """(steal, total) jiffies of all CPUs since boot (/proc/stat; (0, 0) where it is absent).
 
-    Steal is the time the hypervisor gave this virtual machine's CPUs to others: the load
-    average does not show it, and at 40 % steal (seen on this host) a build takes ~1.2x
-    longer at load 0.7."""
+    Steal is the time the hypervisor gave this virtual machine's CPUs to others (top showed
+    40 % on this 2-core host at load 0.7): the load average does not show it."""
     try:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:]]

@@ -31,6 +31,7 @@ from amici.sim._parameter_mapping import ParameterMapping
 from pypesto.C import FVAL, GRAD, HESS, MODE_FUN, RDATAS
 from pypesto.objective.amici.amici_calculator import AmiciCalculator
 
+from sbmlhybrid.objective._step_cap import conditions_run
 from sbmlhybrid.objective.model_objective import ModelObjective
 from sbmlhybrid.objective.work import CountingCalculator
 
@@ -130,8 +131,7 @@ class MPICalculator(CountingCalculator):
             ret[FVAL] = np.inf  # as pyPESTO does for a failed condition
             if GRAD in ret:
                 ret[GRAD] = np.full_like(ret[GRAD], np.nan)
-        n_run = sum(s != asd.AMICI_NOT_RUN for s in statuses)
-        self.counter.record(n_run, bool(sensi_orders) and max(sensi_orders) > 0,
+        self.counter.record(conditions_run(ret), bool(sensi_orders) and max(sensi_orders) > 0,
                             len(statuses), ret[FVAL])
         return ret
 
