@@ -74,6 +74,18 @@ def cpu_times() -> tuple[int, int]:
     return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
+def host_speed_s(repeats: int = 3) -> float:
+    """Seconds of a fixed single-thread Python workload (sum of 10**7 integers), the fastest
+    of `repeats`: the host's CPU speed changes within the hour without load or steal showing
+    it, so builds or timings can be set against it."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sum(range(10_000_000))
+        best = min(best, time.perf_counter() - t0)
+    return round(best, 4)
+
+
 def steal_fraction(before: tuple[int, int], after: tuple[int, int]) -> float | None:
     """Share of CPU time stolen by the hypervisor between two `cpu_times` (None: unknown)."""
     total = after[1] - before[1]

@@ -6,11 +6,13 @@ temporary ``SBMLHYBRID_CACHE_DIR`` (cold: AMICI code generation + C++ compile), 
 Python process (as a user's first compile: no sympy caches or garbage of earlier builds), started
 once the 1-minute load has fallen below 1 (at most 90 s of waiting). Builds:
 
-- ``amici``: AMICI's own code generation and C++ build (1 job, -O3);
+- ``amici``: AMICI's own code generation and C++ build (1 job, -O3, through its setup.py with
+  the first ``cmake`` on PATH);
 - ``sbmlhybrid``: the default (`sbmlhybrid.build._codegen`: free-symbol Jacobian, sparse
   symbols and static indices, rule derivatives chained at code generation
   (`sbmlhybrid.build._chain`); generated sources of >= 64 kB at -O0, the rest at -O3; one C++
-  job per core);
+  job per core; CMake run directly, not through the generated setup.py
+  (`sbmlhybrid.build._cmake`));
 - ``sbmlhybrid-recursion``: the default with AMICI's run-time chain rule for the rules'
   derivatives (the generated C++ equals the ``amici`` build's);
 - ``sbmlhybrid-O3``: the default code generation with every source at -O3;
@@ -19,12 +21,13 @@ once the 1-minute load has fallen below 1 (at most 90 s of waiting). Builds:
 
 For each build: wall and CPU seconds (this process + the compiler processes), 1-minute load
 before and after, the share of CPU time the hypervisor stole during the build
-(``cpu_steal_fraction``), whether the generated C++ equals the ``amici`` build's (SHA-256 of
-all sources), and the median seconds of one likelihood + gradient of the built model at nominal
-parameters (1 thread, median of ``--repeats``, widths in ``--gradient-widths``: does a lower
-optimization level cost simulation speed?). Then the
-same architecture with new weights is "compiled" again: the cache key must be equal, so that
-is a lookup.
+(``cpu_steal_fraction``), the seconds of a fixed Python workload just before the build
+(``host_speed_s_before``: the host's CPU speed varies within the hour), whether the generated
+C++ equals the ``amici`` build's (SHA-256 of the generated sources), and the median seconds of
+one likelihood + gradient of the built model at nominal parameters (1 thread, median of
+``--repeats``, widths in ``--gradient-widths``: does a lower optimization level cost
+simulation speed?). Then the same architecture with new weights is "compiled" again: the cache
+key must be equal, so that is a lookup.
 
 Usage: ``python benchmarks/hybrid_compile.py [--widths 32 64] [--builds amici sbmlhybrid ...]``
 Writes ``benchmarks/results/hybrid_compile.json`` from this run only. Headline: ``cold_s_h64``
@@ -56,6 +59,7 @@ from _common import (  # noqa: E402
     alternated_times,
     cpu_times,
     git_commit,
+    host_speed_s,
     load1,
     steal_fraction,
     write_json,
@@ -109,9 +113,12 @@ def build_option(name: str):
 
 
 def _sources_digest(path: Path) -> str:
+    """SHA-256 (16 hex digits) of the generated C++ sources, not of the CMake build folder
+    (its compiler-probe sources depend on the CMake version that ran)."""
     h = hashlib.sha256()
     for f in sorted(path.rglob("*")):
-        if f.suffix in (".cpp", ".h") and f.is_file():
+        if f.suffix in (".cpp", ".h") and f.is_file() and \
+                "build_model_ext" not in f.relative_to(path).parts:
             h.update(f.relative_to(path).as_posix().encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -144,6 +151,7 @@ def cold_build(width: int, option: str, cache_dir: str, seed: int = 0) -> dict:
 
     hp = _hybrid(width, seed)
     os.environ["SBMLHYBRID_CACHE_DIR"] = cache_dir
+    speed = host_speed_s()
     load_before, steal0 = load1(), cpu_times()
     t0, cpu0 = time.perf_counter(), time.process_time() + _children_cpu()
     with build_option(option):
@@ -160,7 +168,7 @@ def cold_build(width: int, option: str, cache_dir: str, seed: int = 0) -> dict:
     return {"width": width, "build": option, "n_weights": len(hp.hybrid.weight_ids),
             "cold_s": round(cold, 2), "cold_cpu_s": round(cpu, 2),
             "loadavg_1min_before": load_before, "loadavg_1min_after": load_after,
-            "cpu_steal_fraction": steal,
+            "cpu_steal_fraction": steal, "host_speed_s_before": speed,
             "sources_sha256": _sources_digest(compiled.path),
             "gradient_s": None, "fval": None,
             "recompile_new_weights_s": round(recompile, 4),

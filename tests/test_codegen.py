@@ -94,7 +94,8 @@ def _rule_model() -> str:
     """Two species, one Michaelis-Menten reaction whose rate goes through a 3-unit layer of
     assignment rules (tanh of weighted inputs, as the "fused" unrolling writes them) and a
     2-unit layer in the default "split" unrolling (a sum rule ``z`` and a rule ``tanh(z)``
-    per unit, sums of weight x input products), one of whose inputs depends on time."""
+    per unit, sums of weight x input products), one of whose inputs depends on time; two
+    static rules and a dynamic one reading them."""
     doc = libsbml.SBMLDocument(3, 2)
     m = doc.createModel()
     m.setId("codegen_toy")
@@ -122,6 +123,9 @@ def _rule_model() -> str:
     for pid in [f"Q{k}" for k in range(2)] + [f"R{k}{j}" for k in range(2) for j in range(2)]:
         p = m.createParameter()
         p.setId(pid), p.setValue(0.2), p.setConstant(True)
+    # static rules (parameters only, directly and through another rule) and a dynamic one
+    # that reads them
+    split |= {"s0": "2 * Q0", "s1": "s0 + R00", "d0": "s1 * S"}
     for var, formula in split.items():
         h = m.createParameter()
         h.setId(var), h.setConstant(False), h.setValue(0.0)
@@ -134,7 +138,7 @@ def _rule_model() -> str:
         ref.setStoichiometry(1.0), ref.setConstant(True)
     r.getReactant(0).setSpecies("S"), r.getProduct(0).setSpecies("P")
     r.createKineticLaw().setMath(libsbml.parseL3Formula(
-        "c * S * exp(V0 * h0 + V1 * h1 + V2 * h2 + a0 - a1) / (1 + S)"))
+        "c * S * exp(V0 * h0 + V1 * h1 + V2 * h2 + a0 - a1) / (1 + S + 0.1 * d0)"))
     return libsbml.writeSBMLToString(doc)
 
 
@@ -162,6 +166,30 @@ def test_generated_code_is_byte_identical(tmp_path) -> None:
     assert any("dwdp" in name for name in plain)  # the parameter Jacobian was generated
     assert plain.keys() == fast.keys()
     assert [n for n in plain if plain[n] != fast[n]] == []
+
+
+def test_static_rules_equal_amici(tmp_path, monkeypatch) -> None:
+    """The static rules ``w`` from sparse patterns are AMICI's (dense-matrix) ones."""
+    import amici._symbolic.de_model as de_model
+    from amici.importers.sbml import SbmlImporter
+
+    import sbmlhybrid.build._codegen as codegen
+
+    amici_static = de_model.DEModel.static_indices
+    found = {}
+
+    def both(model):
+        found["ours"] = codegen_static(model)
+        found["amici"] = amici_static(model, "w")
+        return found["ours"]
+
+    codegen_static = codegen._static_w_indices
+    monkeypatch.setattr(codegen, "_static_w_indices", both)
+    with faster_codegen(total_w_derivatives=False):
+        SbmlImporter(_rule_model(), from_file=False).sbml2amici(
+            "codegen_toy", str(tmp_path), compile=False, simplify=None)
+    assert found["ours"] == found["amici"]
+    assert len(found["ours"]) == 2  # s0 and s1
 
 
 def test_parallel_compile_set_only_inside_and_only_if_unset(monkeypatch) -> None:

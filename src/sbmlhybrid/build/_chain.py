@@ -34,7 +34,7 @@ import amici._symbolic.de_model as _de_model
 import sympy as sp
 from amici.importers.utils import amici_time_symbol
 
-__all__ = ["MAX_OPERATIONS", "install_total_derivatives"]
+__all__ = ["MAX_OPERATIONS", "install_total_derivatives", "static_w", "w_order"]
 
 #: The totals are generated only up to this many operations (counted before they are built),
 #: which bounds the extra code generation and C++ compile time. Measured under load 3 on
@@ -64,7 +64,7 @@ def _size(expr: sp.Expr) -> int:
     return 1 if expr.is_Atom else int(sp.count_ops(expr)) + 1
 
 
-def _order(rules: Sparse, n: int) -> list[int]:
+def w_order(rules: Sparse, n: int) -> list[int]:
     """Indices of ``w`` with every rule after the rules it reads (``rules[k]``: read by k)."""
     done: set[int] = set()
     order: list[int] = []
@@ -130,9 +130,10 @@ def _totals(explicit: Sparse, dwdw: Sparse, order: list[int]) -> Sparse:
     return total
 
 
-def _static_w(model: _de_model.DEModel, dwdx: Sparse, dwdw: Sparse, order: list[int]
+def static_w(model: _de_model.DEModel, dwdx: Sparse, dwdw: Sparse, order: list[int]
               ) -> list[int]:
-    """AMICI's static ``w`` (no dependence on t, x or h, directly or through other rules)."""
+    """AMICI's static ``w`` (no dependence on t, x or h, directly or through other rules),
+    from the non-zero patterns of ``dwdx`` and ``dwdw`` (rows -> columns) and `w_order`."""
     dynamic_syms = {*model.sym("h"), amici_time_symbol}
     dynamic: set[int] = set()
     for k, expr in zip(range(len(model.eq("w"))), model.eq("w"), strict=True):
@@ -167,7 +168,7 @@ def install_total_derivatives(model: _de_model.DEModel,
     index = {s: i for i, s in enumerate(w_syms)}
     read = sorted({index[s] for expr in _readers_of_w(model) for s in expr.free_symbols
                    if s in index})
-    order = _order(dwdw, nw)
+    order = w_order(dwdw, nw)
     dwdw_sizes = {(k, j): _size(d) for k, row in dwdw.items() for j, d in row.items()}
     explicit = {var: _rows(fast_jacobian(w, model.sym(var)), own) for var in ("x", "p")}
     total_size = 0
@@ -181,7 +182,7 @@ def install_total_derivatives(model: _de_model.DEModel,
                 "rule", len(read), total_size, MAX_OPERATIONS)
     if not used:
         return False
-    model._static_indices["w"] = _static_w(model, explicit["x"], dwdw, order)
+    model._static_indices["w"] = static_w(model, explicit["x"], dwdw, order)
     for var, rows in explicit.items():
         total = _totals(rows, dwdw, order)
         entries = {(k, v): e for k in read for v, e in total.get(k, {}).items()}

@@ -16,7 +16,9 @@ millions of walks:
   `fast_csc_matrix` visits the stored non-zeros in the same column-major order;
 - ``DEModel.static_indices`` tests every non-zero of ``dwdp``/``dwdx``/``dwdw`` with
   ``expr.has(*dynamic_symbols)`` (thousands of patterns); `_static_derivative_indices` uses
-  free-symbol sets (models with splines keep AMICI's test, which also inspects strings).
+  free-symbol sets, and the static rules ``w`` come from the sparse patterns of ``dwdx`` and
+  ``dwdw`` instead of dense symbol matrices (models with splines keep AMICI's tests, which
+  also inspect strings).
 
 Before all this, AMICI's SBML import parses every rule's MathML with `sbmlmath`, which builds
 an n-ary ``<plus/>`` by adding its operands one at a time: sympy re-flattens and re-sorts the
@@ -27,7 +29,8 @@ same: the byte-by-byte test covers it); `_JacobianMemo` gives the rules' Jacobia
 `sbmlhybrid.build._chain` computed for its operation count to AMICI when the totals are not
 used, instead of differentiating ~4,700 entries again.
 
-The C++ build is AMICI's too, with one change: generated sources of at least
+The C++ build is AMICI's CMake project, run by `sbmlhybrid.build._cmake` without AMICI's
+generated ``setup.py`` (why: see there), with one change: generated sources of at least
 `LARGE_SOURCE_BYTES` get `LARGE_SOURCE_FLAGS` (-O0) through a ``set_source_files_properties``
 line appended to the generated ``CMakeLists.txt`` (AMICI's ``AMICI_CXXFLAGS`` would lower every
 source, the model's right-hand side included).
@@ -54,7 +57,8 @@ import sympy as sp
 from amici._symbolic.sympy_utils import smart_is_zero_matrix
 from amici.importers.utils import amici_time_symbol, symbol_with_assumptions
 
-from sbmlhybrid.build._chain import install_total_derivatives
+from sbmlhybrid.build._chain import install_total_derivatives, static_w, w_order
+from sbmlhybrid.build._cmake import build_model_extension, replicates_amici_build
 
 __all__ = ["CODEGEN_VARIANT", "LARGE_SOURCE_BYTES", "LARGE_SOURCE_FLAGS", "fast_csc_matrix",
            "fast_jacobian", "faster_codegen", "large_sources"]
@@ -212,10 +216,32 @@ def _static_derivative_indices(model: _de_model.DEModel, name: str) -> list[int]
             if row in static_w or expr.is_Number or expr.free_symbols.isdisjoint(dynamic_set)]
 
 
+def _sparse_pattern(model: _de_model.DEModel, name: str) -> dict[int, dict[int, bool]]:
+    """Stored non-zeros of the sparse entity `name`, row -> columns."""
+    colptrs, rowvals = model.colptrs(name), model.rowvals(name)
+    rows: dict[int, dict[int, bool]] = {}
+    for col in range(max(len(colptrs) - 1, 0)):
+        for k in range(colptrs[col], colptrs[col + 1]):
+            rows.setdefault(rowvals[k], {})[col] = True
+    return rows
+
+
+def _static_w_indices(model: _de_model.DEModel) -> list[int] | None:
+    """AMICI's static ``w`` from the sparse patterns of dwdx and dwdw (AMICI builds dense
+    nw x nw and nw x nx matrices of their symbols for this: 1.9 s of the 2x64 build);
+    None: use AMICI's (splines, which it recognizes in strings)."""
+    if model._splines:
+        return None
+    dwdw = _sparse_pattern(model, "dwdw")
+    return static_w(model, _sparse_pattern(model, "dwdx"), dwdw,
+                    w_order(dwdw, len(model.sym("w"))))
+
+
 def _patched_static_indices(original):
     def static_indices(self: _de_model.DEModel, name: str) -> list[int]:
-        if name in _DERIVATIVES_OF_W and name not in self._static_indices:
-            found = _static_derivative_indices(self, name)
+        if name not in self._static_indices and (name in _DERIVATIVES_OF_W or name == "w"):
+            found = _static_w_indices(self) if name == "w" else \
+                _static_derivative_indices(self, name)
             if found is not None:
                 self._static_indices[name] = found
         return original(self, name)  # returns the stored result when there is one
@@ -261,7 +287,11 @@ def _patched_compile_model(original):
                             f"sbmlhybrid.build._codegen\nset_source_files_properties("
                             f"{' '.join(names)} PROPERTIES COMPILE_OPTIONS "
                             f"\"{LARGE_SOURCE_FLAGS}\")\n")
-        original(self)
+        if not replicates_amici_build():
+            original(self)
+            return
+        build_model_extension(self.model_path, self.model_name, compiler=self.compiler,
+                              verbose=self.verbose)
     return compile_model
 
 
@@ -269,12 +299,12 @@ def _patched_compile_model(original):
 def faster_codegen(total_w_derivatives: bool = True) -> Iterator[None]:
     """Within the block, AMICI's SBML import sums MathML with `_nary_plus`, its model code
     generation uses `fast_jacobian` (memoized within the block: `_JacobianMemo`),
-    `fast_csc_matrix` and free-symbol static indices, the C++ build compiles large sources
-    with `LARGE_SOURCE_FLAGS` and runs one job per core (unless ``AMICI_PARALLEL_COMPILE``
-    is set). With `total_w_derivatives`, the derivatives of the rules ``w`` are chained at
-    code generation (`sbmlhybrid.build._chain`) instead of at run time and squares and cubes
-    of symbols are printed as products; without, the generated C++ is byte-identical to
-    AMICI's."""
+    `fast_csc_matrix` and free-symbol static indices, the C++ build (CMake run directly:
+    `sbmlhybrid.build._cmake`) compiles large sources with `LARGE_SOURCE_FLAGS` and runs one
+    job per core (unless ``AMICI_PARALLEL_COMPILE`` is set). With `total_w_derivatives`, the
+    derivatives of the rules ``w`` are chained at code generation (`sbmlhybrid.build._chain`)
+    instead of at run time and squares and cubes of symbols are printed as products; without,
+    the generated C++ is byte-identical to AMICI's."""
     plus = f"{{{_mathml.mathml_ns}}}plus"
     saved_plus = _mathml.mathml_op_sympy.get(plus)
     jacobian = _JacobianMemo()
