@@ -115,10 +115,12 @@ def build_option(name: str):
 def _sources_digest(path: Path) -> str:
     """SHA-256 (16 hex digits) of the generated C++ sources, not of the CMake build folder
     (its compiler-probe sources depend on the CMake version that ran)."""
+    from sbmlhybrid.build._cmake import BUILD_FOLDER
+
     h = hashlib.sha256()
     for f in sorted(path.rglob("*")):
         if f.suffix in (".cpp", ".h") and f.is_file() and \
-                "build_model_ext" not in f.relative_to(path).parts:
+                BUILD_FOLDER not in f.relative_to(path).parts:
             h.update(f.relative_to(path).as_posix().encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
