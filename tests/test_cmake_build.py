@@ -71,3 +71,21 @@ def test_working_project_is_installed_under_the_model_name(tmp_path, monkeypatch
     assert f"CMAKE_COMMAND:INTERNAL={_cmake.tool('cmake')}" in cache
     assert "CMAKE_BUILD_TYPE:STRING=Release" in cache
     assert os.path.isfile(Path(tmp_path / _cmake.BUILD_FOLDER / "build.ninja"))
+
+
+def test_swig_environment_is_the_swig_that_built_amici_with_its_library() -> None:
+    """The SWIG chosen for model builds has AMICI's SWIG version and a library folder that
+    exists (the wheel's binary, run without its entry script, would look for its library in
+    the wheel's build folder)."""
+    import subprocess
+
+    from amici._installation.amici import _SWIG_VERSION
+
+    env = _cmake.swig_environment()
+    clean = {k: v for k, v in os.environ.items() if k != "SWIG_LIB"} | env
+    run = [env["SWIG"]]
+    version = subprocess.run([*run, "-version"], env=clean, capture_output=True, text=True)
+    assert f"SWIG Version {'.'.join(map(str, _SWIG_VERSION))}" in version.stdout
+    library = subprocess.run([*run, "-swiglib"], env=clean, capture_output=True,
+                             text=True).stdout.strip()
+    assert (Path(library) / "swig.swg").is_file(), library

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
 
 import amici
@@ -23,6 +22,7 @@ import pytest
 import sympy as sp
 from amici._symbolic.sympy_utils import smart_jacobian
 
+from sbmlhybrid.build._cmake import swig_environment
 from sbmlhybrid.build._codegen import fast_csc_matrix, fast_jacobian, faster_codegen
 
 
@@ -242,9 +242,8 @@ def test_large_sources_get_the_lower_optimization_level(tmp_path, monkeypatch) -
     assert len(codegen.large_sources(tmp_path / "plain")) == 2
 
     out = tmp_path / "built"
-    swig = Path(sys.executable).parent / "swig"  # the SWIG that built AMICI, as the cache does
-    if swig.exists():
-        monkeypatch.setenv("SWIG", str(swig))
+    for name, value in swig_environment().items():  # the SWIG that built AMICI, as the cache
+        monkeypatch.setenv(name, value)
     with faster_codegen():
         SbmlImporter(_rule_model(), from_file=False).sbml2amici(
             "codegen_toy_o1", str(out), simplify=None)
@@ -283,9 +282,8 @@ def _build(folder: Path, name: str, totals: bool):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    swig = Path(sys.executable).parent / "swig"  # the SWIG that built AMICI, as the cache does
-    if swig.exists():
-        os.environ.setdefault("SWIG", str(swig))
+    if "SWIG" not in os.environ:  # the SWIG that built AMICI, as the cache does
+        os.environ.update(swig_environment())
     root = tmp_path_factory.mktemp("chain")
     return {totals: _build(root / str(totals), f"chain_toy_{int(totals)}", totals)
             for totals in (False, True)}

@@ -14,8 +14,8 @@ Hand-written, and why (2x64 gray-box CHO build, `benchmarks/hybrid_compile.py`):
   ``cmake_build_extension`` next to the interpreter (4.x): the older FindPython queries the
   interpreter six times through ``distutils``, which imports setuptools each time (1.7 s of a
   4.3 s configure, 0.3 s with 4.x). Which CMake runs should not depend on an activated shell;
-  the wheel's is taken when it is there (as the SWIG next to the interpreter is, see
-  `sbmlhybrid.build._store`);
+  the wheel's is taken when it is there, and so is SWIG's (`swig_environment`, which the
+  compile cache sets for every build);
 - ``CMAKE_ADD_CUSTOM_COMMAND_DEPENDS_EXPLICIT_ONLY`` (CMake >= 3.27) lets the SWIG step start
   before the model library is archived: it reads only the interface file and the generated
   headers, so the order-only wait on the library served nothing.
@@ -36,7 +36,8 @@ from pathlib import Path
 
 import amici
 
-__all__ = ["BUILD_FOLDER", "build_model_extension", "replicates_amici_build", "tool"]
+__all__ = ["BUILD_FOLDER", "build_model_extension", "replicates_amici_build",
+           "swig_environment", "tool"]
 
 #: The build folder inside the model folder (the one AMICI's ``setup.py`` uses).
 BUILD_FOLDER = "build_model_ext"
@@ -62,6 +63,31 @@ def tool(name: str) -> str:
         raise RuntimeError(f"required command {name!r} not found next to {sys.executable} "
                            f"or on PATH")
     return found
+
+
+def swig_environment() -> dict[str, str]:
+    """``SWIG`` (and, for the wheel's binary, ``SWIG_LIB``) for the model's SWIG step: the SWIG
+    that built AMICI, found as `tool` finds it. A system SWIG of another version found first
+    on PATH builds modules that fail to load ("SwigPyObject has no attribute module").
+
+    The ``swig`` wheel's binary looks for its library where the wheel was built unless
+    ``SWIG_LIB`` names it (its ``bin/swig`` entry script sets it, after starting Python).
+
+    Raises:
+        RuntimeError: no ``swig`` next to this interpreter or on PATH.
+    """
+    path = tool("swig")
+    env = {"SWIG": path}
+    try:
+        wheel = importlib.import_module("swig")
+    except ImportError:
+        return env
+    share = Path(getattr(wheel, "SWIG_SHARE_DIR", ""))
+    if Path(path).parent == Path(getattr(wheel, "BIN_DIR", "")) and share.is_dir():
+        libraries = sorted(d for d in share.iterdir() if d.is_dir())  # one: <version>/
+        if libraries:
+            env["SWIG_LIB"] = str(libraries[-1])
+    return env
 
 
 def replicates_amici_build() -> bool:

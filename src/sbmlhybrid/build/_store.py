@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import amici.sim.sundials  # noqa: F401  (must precede import_model_module)
 import platformdirs
 from filelock import FileLock
 
+from sbmlhybrid.build._cmake import swig_environment
 from sbmlhybrid.build._codegen import faster_codegen
 from sbmlhybrid.errors import InputError, SbmlHybridError
 
@@ -80,15 +80,13 @@ def module_name(name: str, key: str) -> str:
 
 
 def _swig_env() -> None:
-    """Point CMake at the SWIG that built AMICI (the `swig` wheel next to this interpreter).
-
-    A system SWIG of another version found first on PATH builds modules that fail to load
-    ("SwigPyObject has no attribute module").
-    """
+    """Point CMake at the SWIG that built AMICI (`sbmlhybrid.build._cmake.swig_environment`)
+    unless the user chose one; without any SWIG, CMake's own search reports it."""
     if "SWIG" not in os.environ:
-        candidate = Path(sys.executable).parent / "swig"
-        if candidate.exists():
-            os.environ["SWIG"] = str(candidate)
+        try:
+            os.environ.update(swig_environment())
+        except RuntimeError:
+            pass
 
 
 def build_slot(timeout: float = 3600.0) -> FileLock:
