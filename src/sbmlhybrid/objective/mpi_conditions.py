@@ -10,8 +10,10 @@ because the split happens inside pyPESTO's AMICI calculator.
 Reused: pyPESTO's `AmiciCalculator` on every rank, mpi4py collectives. Written here: the
 calculator that scatters and gathers, and the worker loop. The solver's tolerances, step limit
 and sensitivity method travel with every call, so the rescue's relaxed retries act on the
-workers too. Only likelihood-only calls are distributed (return data of remote ranks are not
-sent back); full reporting (simulation tables) runs on rank 0 alone.
+workers too; every rank caps its adjoint share as a serial call does (`_step_cap`) and reports
+the conditions it simulated, repeats included, to rank 0's work counter. Only
+likelihood-only calls are distributed (return data of remote ranks are not sent back); full
+reporting (simulation tables) runs on rank 0 alone.
 
     objective = create_objective(load_problem("problem.yaml"))   # on every rank
     result = run_distributed(objective, lambda obj: fit(obj, settings))  # None on workers
@@ -31,7 +33,7 @@ from amici.sim._parameter_mapping import ParameterMapping
 from pypesto.C import FVAL, GRAD, HESS, MODE_FUN, RDATAS
 from pypesto.objective.amici.amici_calculator import AmiciCalculator
 
-from sbmlhybrid.objective._step_cap import conditions_run
+from sbmlhybrid.objective._step_cap import run_with_adjoint_step_cap
 from sbmlhybrid.objective.model_objective import ModelObjective
 from sbmlhybrid.objective.work import CountingCalculator
 
@@ -64,25 +66,32 @@ def _apply_settings(solver: Any, s: dict[str, Any]) -> None:
 
 
 def _simulate_share(objective: ModelObjective, msg: dict[str, Any], rank: int
-                    ) -> tuple[float, Any, Any, list[int]]:
-    """This rank's part of a call: (fval, grad, hess, statuses) over its conditions."""
+                    ) -> tuple[float, Any, Any, list[int], int]:
+    """This rank's part of a call: (fval, grad, hess, statuses, conditions simulated) over its
+    conditions. Every rank caps adjoint calls as a serial evaluation does
+    (`sbmlhybrid.objective._step_cap`); the count includes the repeats at the user's cap."""
     obj = objective.amici_objective
     idx = msg["parts"][rank]
     if not idx:
-        return 0.0, None, None, []
+        return 0.0, None, None, [], 0
     _apply_settings(obj.amici_solver, msg["solver"])
     obj.amici_solver.set_return_data_reporting_mode(msg["reporting"])
-    # on a worker its own counting calculator (its counter shows its share); on rank 0 the
-    # plain AMICI call (the MPI calculator counts every rank's conditions itself)
-    calc = obj.calculator
-    call = calc.__call__ if not isinstance(calc, MPICalculator) else \
-        (lambda *a: AmiciCalculator.__call__(calc, *a))
-    ret = call(
+    # pyPESTO's own call on every rank: the step cap wraps it here, and the work is recorded
+    # once (rank 0 records every rank's count; a worker's counter shows its share)
+    ret, n_run = run_with_adjoint_step_cap(
+        lambda *a: AmiciCalculator.__call__(obj.calculator, *a),
         msg["x_dct"], msg["sensi_orders"], msg["mode"], obj.amici_model,
         obj.amici_solver, [obj.edatas[i] for i in idx], msg["n_threads"], msg["x_ids"],
         ParameterMapping([obj.parameter_mapping[i] for i in idx]), msg["fim_for_hess"])
+    if rank != 0:
+        objective.work.record(n_run, _with_sensitivities(msg["sensi_orders"]), len(idx),
+                              ret.get(FVAL, np.nan))
     statuses = [int(r.status) for r in ret.get(RDATAS) or []]
-    return float(ret[FVAL]), ret.get(GRAD), ret.get(HESS), statuses
+    return float(ret[FVAL]), ret.get(GRAD), ret.get(HESS), statuses, n_run
+
+
+def _with_sensitivities(sensi_orders) -> bool:
+    return bool(sensi_orders) and max(sensi_orders) > 0
 
 
 class MPICalculator(CountingCalculator):
@@ -131,8 +140,8 @@ class MPICalculator(CountingCalculator):
             ret[FVAL] = np.inf  # as pyPESTO does for a failed condition
             if GRAD in ret:
                 ret[GRAD] = np.full_like(ret[GRAD], np.nan)
-        self.counter.record(conditions_run(ret), bool(sensi_orders) and max(sensi_orders) > 0,
-                            len(statuses), ret[FVAL])
+        self.counter.record(sum(share[4] for share in shares),
+                            _with_sensitivities(sensi_orders), len(statuses), ret[FVAL])
         return ret
 
 
