@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,18 +22,24 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
-def write_json(name: str, data: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
+def write_json(name: str, data: dict[str, Any], path: Path | None = None) -> Path:
+    """Write `data` atomically to ``RESULTS / name`` (or `path`) with the machine's state and,
+    unless `data` has them, the commit and the command line of this run."""
+    path = path or RESULTS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**data, "machine": machine()}, indent=1, default=float) + "\n")
+    provenance = {"commit": git_commit(), "command": " ".join(["python", *sys.argv])}
+    doc = {**provenance, **data, "machine": machine()}
+    tmp.write_text(json.dumps(doc, indent=1, default=float) + "\n")
     tmp.replace(path)
     print(f"wrote {path}")
     return path
 
 
 def git_commit() -> str:
-    """Commit of the checkout ("+dirty" when tracked files differ from it)."""
+    """Commit of the checkout, "+dirty" when tracked files other than the results differ from
+    it: the records a resumable run rewrites under `RESULTS` are its output, not changed code
+    (counted as changes, they marked runs of committed scripts "+dirty")."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -40,7 +47,9 @@ def git_commit() -> str:
                               check=False).stdout.strip()
 
     commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  f":(exclude){RESULTS.relative_to(REPO).as_posix()}")
+    return commit + ("+dirty" if changed else "")
 
 
 def alternated_times(calls: dict[Any, Callable[[], object]], repeats: int

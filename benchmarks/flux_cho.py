@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import petab.v1 as petab
 import torch
-from _common import machine
+from _common import machine, write_json
 from hybrid_cho import rmse_by_observable, rmse_table, truth_problem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ def main() -> None:
     a["test_rmse"] = float(np.mean(list(scores["test"].values())))
     res["compiled"] = a
     print(json.dumps({k: v for k, v in a.items() if "per_observable" not in k}), flush=True)
-    OUT.write_text(json.dumps(res, indent=1))  # (b) below takes long: keep (a) if it fails
+    write_json(OUT.name, res)  # (b) below takes long: keep (a) if it fails
 
     # cross-check: torch on the compiled (linear-map) model == AMICI
     ode_lin = TorchODE(hp, max_step=0.05)
@@ -213,7 +213,7 @@ def main() -> None:
     res["reference_test_rmse_gray_without_flux_layer"] = gray
     res["metric"] = ("held-out RMSE vs noise-free truth per observable / the observable's range "
                      "in the truth, mean over the 7 observables")
-    OUT.write_text(json.dumps(res, indent=1))
+    write_json(OUT.name, res)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_json
 
 torch.set_num_threads(1)
 
@@ -196,7 +197,7 @@ def main() -> None:
         },
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(OUT.name, out)
     print("wrote", OUT)
 
 

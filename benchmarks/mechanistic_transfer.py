@@ -23,7 +23,6 @@ against the noise-free outcome. Fields ``rmse_mech``, ``rmse_nn``, ``rmse_transf
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _common import write_json
 
 from sbmlhybrid.problem import SolverSettings
 from sbmlhybrid.transfer import (
@@ -144,7 +144,7 @@ def main() -> dict:
                          "nn_steps": 1000, "threads": torch.get_num_threads()},
         }
         OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(result, indent=1))
+        write_json(OUT.name, result)
     return result
 
 

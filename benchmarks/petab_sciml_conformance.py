@@ -19,12 +19,12 @@ model).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _common import write_json
 
 from sbmlhybrid.testing import (
     GRAD_RTOL,
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "petab_v2_cases": v2 or [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(args.out.name, summary, path=args.out)
     for case in summary["cases"] + summary["petab_v2_cases"]:
         if not case["passed"]:
             over = [f"{c['name']} {c['error']:.3g} > {c['tolerance']:.3g}"

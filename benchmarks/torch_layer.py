@@ -21,7 +21,6 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import amici.sim.sundials as asd
 import numpy as np
 import torch
+from _common import write_json
 
 from sbmlhybrid.layers import layer_from_problem
 from sbmlhybrid.problem import SolverSettings
@@ -133,7 +133,7 @@ def main() -> dict:
                                         / out["forward"]["layer_ms_median"])
     out["load_avg_end"] = os.getloadavg()[0]
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=1))
+    write_json(OUT.name, out)
     return out
 
 
