@@ -17,7 +17,7 @@ import amici.sim.sundials as asd
 import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from _common import SHARED, write_json  # noqa: E402
+from _common import SHARED, load1, write_json  # noqa: E402
 
 from sbmlhybrid.objective import create_objective  # noqa: E402
 from sbmlhybrid.problem import load_problem  # noqa: E402
@@ -38,6 +38,7 @@ def main() -> None:
         solver.set_sensitivity_order(asd.SensitivityOrder.first)
         solver.set_return_data_reporting_mode(asd.RDataReporting.likelihood)
         toolkit, bare = [], []
+        load_before = load1()
         for _ in range(REPEATS):
             t = time.perf_counter()
             objective.evaluate(x)
@@ -45,12 +46,15 @@ def main() -> None:
             t = time.perf_counter()
             rdatas = asd.run_simulations(obj.amici_model, solver, obj.edatas, num_threads=1)
             bare.append(time.perf_counter() - t)
+        load_after = load1()
         bare_llh = sum(r.llh for r in rdatas)
         assert np.isclose(-bare_llh, ev.fval, rtol=1e-8), (bare_llh, ev.fval)
         results[method] = {"toolkit_s": statistics.median(toolkit),
                            "bare_amici_s": statistics.median(bare),
                            "ratio": statistics.median(toolkit) / statistics.median(bare),
-                           "fval": ev.fval}
+                           "fval": ev.fval, "n_threads_toolkit": objective.n_threads,
+                           "loadavg_1min_before": load_before,
+                           "loadavg_1min_after": load_after}
         print(method, results[method])
     write_json("overhead.json", {
         "problem": name, "n_conditions": len(objective.conditions),
