@@ -36,10 +36,10 @@ def write_json(name: str, data: dict[str, Any], path: Path | None = None) -> Pat
     return path
 
 
-def git_commit() -> str:
-    """Commit of the checkout, "+dirty" when tracked files other than the results differ from
-    it: the records a resumable run rewrites under `RESULTS` are its output, not changed code
-    (counted as changes, they marked runs of committed scripts "+dirty")."""
+def checkout_commit() -> str:
+    """Commit of the checkout now, "+dirty" when tracked files other than the results differ
+    from it: the records a resumable run rewrites under `RESULTS` are its output, not changed
+    code (counted as changes, they marked runs of committed scripts "+dirty")."""
     import subprocess
 
     def git(*args: str) -> str:
@@ -50,6 +50,20 @@ def git_commit() -> str:
     changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
                   f":(exclude){RESULTS.relative_to(REPO).as_posix()}")
     return commit + ("+dirty" if changed else "")
+
+
+_START_COMMIT: str | None = None
+
+
+def git_commit() -> str:
+    """`checkout_commit` as it was when this process imported this module: the code the run
+    started from. Taken later, it saw the run's own tracked outputs outside `RESULTS`
+    (flux_cho writes its fit into petab_problems/) as changed code, and a commit made while a
+    long run was going as the code it ran."""
+    global _START_COMMIT
+    if _START_COMMIT is None:
+        _START_COMMIT = checkout_commit()
+    return _START_COMMIT
 
 
 def alternated_times(calls: dict[Any, Callable[[], object]], repeats: int
@@ -99,3 +113,6 @@ def steal_fraction(before: tuple[int, int], after: tuple[int, int]) -> float | N
     """Share of CPU time stolen by the hypervisor between two `cpu_times` (None: unknown)."""
     total = after[1] - before[1]
     return round((after[0] - before[0]) / total, 3) if total > 0 else None
+
+
+git_commit()  # at import, before the run writes anything
