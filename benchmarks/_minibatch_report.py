@@ -47,7 +47,8 @@ def expected_work(recs: list[dict[str, Any]], f_star: float, delta: float,
 
 def summarize(key: str, forward_cost: float, n_starts: int) -> dict[str, Any] | None:
     """Per-problem block: f*, converged starts, best values, W and work ratio per delta."""
-    recs = {m: r for m, r in load_records(key).items() if len(r) >= n_starts}
+    every = load_records(key)
+    recs = {m: r for m, r in every.items() if len(r) >= n_starts}
     if not recs:
         return None
     finite = [r["fval"] for rs in recs.values() for r in rs if r["fval"] is not None]
@@ -60,6 +61,8 @@ def summarize(key: str, forward_cost: float, n_starts: int) -> dict[str, Any] | 
         "expected_work_by_method_forward_as_1": {}, "work_ratio": {}, "best_minibatch": {},
         "best_fullbatch": {}, "total_work_by_method": {
             m: sum(units(r, forward_cost) for r in rs) for m, rs in recs.items()},
+        # methods still running (records so far): f* and the ratio do not include them yet
+        "incomplete_methods": {m: len(rs) for m, rs in every.items() if len(rs) < n_starts},
     }
     for delta in DELTAS:
         d = str(delta)
