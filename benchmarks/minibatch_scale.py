@@ -10,14 +10,16 @@ monitoring evaluations all count; work starts at 0 for every method):
 * The same start points for every method (`sbmlhybrid.optimize.start_points`, seed 0, starts
   whose objective is not finite resampled): 20 starts for N <= 256 and Isensee, 10 at 1024.
 * Full batch: fides and L-BFGS-B to convergence (their own stopping rules, 1000 iterations at
-  most). Mini-batch: balanced Adam and RMSProp at batch sizes 1, 2, 4 and 8, each alone (one full
-  evaluation at the end) and followed by a short fides polish (``polish="fides"``,
-  `POLISH_MAX_ITER` iterations; composed from the run's record, see `polished`), and each
-  followed by a screened polish (``+screen``: fides to convergence only from the end points
-  within `SCREEN_REL` of the best end value of all starts, see `screened`). Their learning
-  rate and step budget are chosen on N = 64 with separate tuning starts
-  (`_minibatch_tune.tune`), for each of the three families separately, and then frozen for
-  every problem.
+  most), on the full objective with the mini-batch methods' integration rescue
+  (`sbmlhybrid.optimize.rescued`: a failed condition re-simulated alone at relaxed tolerances),
+  so that both meet failing conditions the same way. Mini-batch: balanced Adam and RMSProp at
+  batch sizes 1, 2, 4 and 8, each alone (one full evaluation at the end) and followed by a short
+  fides polish (``polish="fides"``, `POLISH_MAX_ITER` iterations; composed from the run's
+  record, see `polished`), and each followed by a screened polish (``+screen``: fides to
+  convergence only from the end points within `SCREEN_REL` of the best end value of all starts,
+  see `screened`). Their learning rate and step budget are chosen on N = 64 with separate tuning
+  starts (`_minibatch_tune.tune`), for each of the three families separately, and then frozen
+  for every problem.
 * A start converged when its final objective <= f* + delta (f* = best of all runs on that
   problem; delta = 1, also 0.1 and 10). Headline: expected work per converged start
   W = total work of all starts / converged starts; ``work_ratio`` = W of the best full-batch
@@ -84,6 +86,10 @@ POLISH_MAX_ITER = 10
 #: 1e-3 keeps a basin whole and drops the worse one.
 SCREEN_REL = 1e-3
 SCREEN_MAX_ITER = 1000
+#: Integration-rescue counters of a start (`sbmlhybrid.optimize.minibatch_eval`), recorded for
+#: every method: full-batch optimizers run with the same rescue (`optimize.rescued`).
+RESCUE_COUNTERS = ("n_failed_simulations", "n_relaxed_retries", "n_relaxed_rescued",
+                   "n_failed_batches")
 
 
 def problem_yaml(key: str) -> Path:
@@ -193,6 +199,7 @@ def run_start(objective, cfg: dict[str, Any], x0: np.ndarray, start: int) -> dic
             "work_sensitivity": int(objective.work.count.sensitivity),
             "work_forward": int(objective.work.count.forward),
             "n_iterations": int(res.get("n_iterations") or res.n_grad or 0),
+            "rescue": {k: int(res.get(k) or 0) for k in RESCUE_COUNTERS},
             "curve_work_sensitivity": full[keep, 0].tolist() if len(full) else [],
             "curve_work_forward": full[keep, 1].tolist() if len(full) else [],
             "curve_best_fval": [float(v) if np.isfinite(v) else None for v in

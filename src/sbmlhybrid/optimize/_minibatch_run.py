@@ -3,7 +3,9 @@
 Private to `sbmlhybrid.optimize.minibatch` (which documents the algorithm). The polish runs the
 *undecorated* `minimize` of a pyPESTO full-batch optimizer (``type(opt).minimize.__wrapped__``,
 set by `functools.wraps` in pyPESTO's decorator stack): the decorated one would open a second
-history and fix-parameter wrapper inside the mini-batch optimizer's own.
+history and fix-parameter wrapper inside the mini-batch optimizer's own. It runs on the full
+objective through the run's own `BatchEvaluator` (`sbmlhybrid.optimize.rescued`), with the
+batches' rescue, and records into the run's history.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sbmlhybrid.optimize.fullbatch import make_optimizer
 from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator
 from sbmlhybrid.optimize.minibatch_options import MiniBatchOptions
 from sbmlhybrid.optimize.minibatch_rules import UpdateRule, learning_rate, parabolic_minimum
+from sbmlhybrid.optimize.rescued import rescued_problem
 
 
 class MiniBatchRun:
@@ -199,9 +202,11 @@ class MiniBatchRun:
             f_end = float(self.problem.objective(x_end, sensi_orders=(0,)))
             if not f_end <= self.best[0]:
                 x_start = self.best[1]
-        optimizer = make_optimizer(self.o.polish, self.o.polish_max_iter)
+        optimizer = make_optimizer(self.o.polish, self.o.polish_max_iter, rescue=False)
         core = type(optimizer).minimize.__wrapped__
-        result = core(optimizer, problem=self.problem, x0=np.asarray(x_start, float),
+        problem = rescued_problem(self.problem, self.ev)  # the batches' rescue and counters
+        problem.objective.history = self.problem.objective.history
+        result = core(optimizer, problem=problem, x0=np.asarray(x_start, float),
                       id=self.start_id, history_options=self.history_options,
                       optimize_options=self.optimize_options)
         fval = float(result.fval) if result.fval is not None else np.inf

@@ -47,7 +47,7 @@ import amici.sim.sundials as asd
 import numpy as np
 import pypesto
 from amici.sim._parameter_mapping import ParameterMapping
-from pypesto.C import FVAL, GRAD, MODE_FUN, RDATAS
+from pypesto.C import FVAL, GRAD, HESS, MODE_FUN, RDATAS
 from pypesto.objective import AggregatedObjective, AmiciObjective, ObjectiveBase
 
 from sbmlhybrid.errors import InputError
@@ -118,13 +118,14 @@ class BatchEvaluator:
         problem: pyPESTO problem (`x` arguments are its free parameters, PEtab scale).
         relax_factor: Tolerance relaxation per retry of a failed condition.
         max_relaxations: Retries of a failed condition.
-        n_threads: AMICI threads for the conditions of a batch (OpenMP).
+        n_threads: AMICI threads for the conditions of a batch (OpenMP); None keeps the
+            objective's own setting.
         quiet: Silence AMICI's per-failure log messages inside the context (failures are
             counted in `counters`; the rescue expects and handles them).
     """
 
     def __init__(self, problem: pypesto.Problem, relax_factor: float = 100.0,
-                 max_relaxations: int = 6, n_threads: int = 1, quiet: bool = True):
+                 max_relaxations: int = 6, n_threads: int | None = 1, quiet: bool = True):
         self.problem = problem
         part, self.global_terms = split_objective(problem.objective)
         #: The AMICI objective of a PEtab v1 problem (None when batches go through `owner`).
@@ -136,7 +137,7 @@ class BatchEvaluator:
         self._work = work_counter_of(problem.objective)  # the owner path's simulation count
         self.relax_factor = float(relax_factor)
         self.max_relaxations = int(max_relaxations)
-        self.n_threads = int(n_threads)
+        self.n_threads = None if n_threads is None else int(n_threads)
         self.counters = RescueCounters()
         self._free = np.asarray(problem.x_free_indices, dtype=int)
         self.quiet = quiet
@@ -164,7 +165,7 @@ class BatchEvaluator:
                 edata.x0 = ()
             obj.steadystate_guesses["fval"] = np.inf
             obj.steadystate_guesses["data"] = {}
-        if threads is not None:
+        if threads is not None and self.n_threads is not None:
             holder.n_threads = self.n_threads
         return self
 
@@ -180,16 +181,18 @@ class BatchEvaluator:
             self._saved = None
 
     # ---- raw calls ------------------------------------------------------------------------
-    def _call(self, x_full: np.ndarray, idx: Sequence[int], gradient: bool) -> dict:
+    def _call(self, x_full: np.ndarray, idx: Sequence[int], order: int) -> dict:
+        """One AMICI call over conditions `idx` with sensitivities up to `order` (2: the
+        Fisher information matrix as Hessian, pyPESTO's ``fim_for_hess``)."""
         if self.amici_objective is None:
-            return self._owner_call(x_full, idx, gradient)
+            return self._owner_call(x_full, idx, order)
         obj = self.amici_objective
         edatas = [obj.edatas[i] for i in idx]
         mapping = ParameterMapping([obj.parameter_mapping[i] for i in idx])
         with warnings.catch_warnings():  # a batch need not use every problem parameter
             warnings.filterwarnings("ignore", "The following problem parameters were not used")
             ret = obj.call_unprocessed(
-                x=x_full, sensi_orders=(0, 1) if gradient else (0,), mode=MODE_FUN,
+                x=x_full, sensi_orders=tuple(range(order + 1)), mode=MODE_FUN,
                 return_dict=False, edatas=edatas, parameter_mapping=mapping,
                 amici_reporting=asd.RDataReporting.likelihood)
         statuses = [int(r.status) for r in ret.get(RDATAS) or []]
@@ -213,12 +216,15 @@ class BatchEvaluator:
             else np.asarray(ev.grad, dtype=float)
         return float(ev.fval), grad
 
-    def _owner_call(self, x_full: np.ndarray, idx: Sequence[int], gradient: bool) -> dict:
+    def _owner_call(self, x_full: np.ndarray, idx: Sequence[int], order: int) -> dict:
         """`_call` through `EvaluateObjective.evaluate_conditions` (x_full: the pyPESTO
-        problem's full vector, the objective's own; gradient on it). The status of
+        problem's full vector, the objective's own; gradient on it; no Hessian). The status of
         each condition of a failed batch comes from evaluating it alone, as the batch was
         (with sensitivities, which can need more steps): the protocol reports no
         per-condition status."""
+        if order > 1:
+            raise InputError("the objective offers no Hessian for condition subsets")
+        gradient = order == 1
         fval, grad = self._owner_value(x_full, idx, gradient)
         if np.isfinite(fval) or len(idx) == 1:
             ok = [bool(np.isfinite(fval))] * len(idx)
@@ -228,12 +234,14 @@ class BatchEvaluator:
         statuses = [asd.AMICI_SUCCESS if good else asd.AMICI_ERROR for good in ok]
         return {FVAL: fval, GRAD: grad, "statuses": statuses}
 
-    def _finite(self, ret: dict, gradient: bool) -> bool:
+    def _finite(self, ret: dict, order: int) -> bool:
         if not np.isfinite(ret[FVAL]):
             return False
-        return not gradient or bool(np.all(np.isfinite(np.asarray(ret[GRAD])[self._free])))
+        free = self._free
+        return (order < 1 or bool(np.all(np.isfinite(np.asarray(ret[GRAD])[free])))) and (
+            order < 2 or bool(np.all(np.isfinite(np.asarray(ret[HESS])[np.ix_(free, free)]))))
 
-    def _relaxed_call(self, x_full: np.ndarray, i: int, gradient: bool) -> dict | None:
+    def _relaxed_call(self, x_full: np.ndarray, i: int, order: int) -> dict | None:
         solver = amici_solver_of(self.owner if self.amici_objective is None
                                  else self.amici_objective)
         if solver is None:  # nothing to relax (torch ODE): the batch fails
@@ -248,8 +256,8 @@ class BatchEvaluator:
                 solver.set_relative_tolerance(new_rtol)
                 solver.set_absolute_tolerance(new_atol)
                 self.counters.n_relaxed_retries += 1
-                ret = self._call(x_full, [i], gradient)
-                if self._finite(ret, gradient):
+                ret = self._call(x_full, [i], order)
+                if self._finite(ret, order):
                     self.counters.n_relaxed_rescued += 1
                     return ret
         finally:
@@ -258,6 +266,57 @@ class BatchEvaluator:
         return None
 
     # ---- public evaluation ----------------------------------------------------------------
+    def _add(self, total: dict, ret: dict, order: int) -> None:
+        """Add a call's value and derivatives (free parameters) to `total`."""
+        free = self._free
+        total[FVAL] += float(ret[FVAL])
+        if order >= 1:
+            total[GRAD] += np.asarray(ret[GRAD])[free]
+        if order >= 2:
+            total[HESS] += np.asarray(ret[HESS])[np.ix_(free, free)]
+
+    def _zeros(self, order: int, fill: float = 0.0) -> dict:
+        n = len(self._free)
+        out = {FVAL: 0.0 if fill == 0.0 else np.inf}
+        if order >= 1:
+            out[GRAD] = np.full(n, fill)
+        if order >= 2:
+            out[HESS] = np.full((n, n), fill)
+        return out
+
+    def nllh_terms(self, x_free: np.ndarray, idx: Sequence[int], order: int = 1) -> dict:
+        """Sum over conditions `idx` of the negative log-likelihoods, with rescue.
+
+        Args:
+            x_free: Free parameters (PEtab scale), shape (n_free,).
+            idx: Condition indices.
+            order: 0 value, 1 and gradient, 2 and Hessian (Fisher information; AMICI path
+                with forward sensitivities only).
+
+        Returns:
+            {FVAL, GRAD (n_free,), HESS (n_free, n_free)} up to `order`; FVAL inf and the
+            derivatives NaN if the conditions could not be evaluated finitely.
+        """
+        x_full = self.problem.get_full_vector(np.asarray(x_free, dtype=float))
+        total, pending, failed = self._zeros(order), list(idx), []
+        while pending:
+            ret = self._call(x_full, pending, order)
+            if self._finite(ret, order):
+                self._add(total, ret, order)
+                break
+            bad = [i for i, s in zip(pending, ret["statuses"])
+                   if s not in (asd.AMICI_SUCCESS, asd.AMICI_NOT_RUN)]
+            if not bad:  # non-finite without a failed integration: nothing to relax
+                return self._failed(order)
+            failed += bad
+            pending = [i for i in pending if i not in bad]
+        for i in failed:
+            ret = self._relaxed_call(x_full, i, order)
+            if ret is None:
+                return self._failed(order)
+            self._add(total, ret, order)
+        return total
+
     def nllh_sum(self, x_free: np.ndarray, idx: Sequence[int], gradient: bool = True
                  ) -> tuple[float, np.ndarray | None]:
         """Sum of the conditions' negative log-likelihoods (and gradient) with rescue.
@@ -266,51 +325,30 @@ class BatchEvaluator:
             (fval, grad over the free parameters or None); fval is inf and grad NaN if the
             batch could not be evaluated finitely.
         """
-        x_full = self.problem.get_full_vector(np.asarray(x_free, dtype=float))
-        n_free = len(self._free)
-        fval, grad = 0.0, np.zeros(n_free)
-        pending, failed = list(idx), []
-        while pending:
-            ret = self._call(x_full, pending, gradient)
-            if self._finite(ret, gradient):
-                fval += float(ret[FVAL])
-                if gradient:
-                    grad += np.asarray(ret[GRAD])[self._free]
-                break
-            statuses = ret["statuses"]
-            bad = [i for i, s in zip(pending, statuses)
-                   if s not in (asd.AMICI_SUCCESS, asd.AMICI_NOT_RUN)]
-            if not bad:  # non-finite without a failed integration: nothing to relax
-                return self._failed(n_free)
-            failed += bad
-            pending = [i for i in pending if i not in bad]
-        for i in failed:
-            ret = self._relaxed_call(x_full, i, gradient)
-            if ret is None:
-                return self._failed(n_free)
-            fval += float(ret[FVAL])
-            if gradient:
-                grad += np.asarray(ret[GRAD])[self._free]
-        return fval, (grad if gradient else None)
+        out = self.nllh_terms(x_free, idx, int(gradient))
+        return out[FVAL], out.get(GRAD)
 
-    def _failed(self, n_free: int) -> tuple[float, np.ndarray]:
+    def _failed(self, order: int) -> dict:
         self.counters.n_failed_batches += 1
-        return np.inf, np.full(n_free, np.nan)
+        return self._zeros(order, fill=np.nan)
+
+    def global_terms_value(self, x_free: np.ndarray, order: int = 1) -> dict:
+        """Value and derivatives up to `order` (free parameters) of the global terms (priors);
+        zeros if there are none."""
+        total = self._zeros(order)
+        if self.global_terms:
+            x_full = self.problem.get_full_vector(np.asarray(x_free, dtype=float))
+            for term in self.global_terms:
+                self._add(total, term.call_unprocessed(
+                    x=x_full, sensi_orders=tuple(range(order + 1)), mode=MODE_FUN,
+                    return_dict=False), order)
+        return total
 
     def global_value(self, x_free: np.ndarray, gradient: bool = True
                      ) -> tuple[float, np.ndarray | None]:
         """Value (and free gradient) of the global terms (priors), 0 if there are none."""
-        fval, grad = 0.0, np.zeros(len(self._free))
-        if not self.global_terms:
-            return fval, (grad if gradient else None)
-        x_full = self.problem.get_full_vector(np.asarray(x_free, dtype=float))
-        for term in self.global_terms:
-            ret = term.call_unprocessed(x=x_full, sensi_orders=(0, 1) if gradient else (0,),
-                                        mode=MODE_FUN, return_dict=False)
-            fval += float(ret[FVAL])
-            if gradient:
-                grad += np.asarray(ret[GRAD])[self._free]
-        return fval, (grad if gradient else None)
+        out = self.global_terms_value(x_free, int(gradient))
+        return out[FVAL], out.get(GRAD)
 
     def batch(self, x_free: np.ndarray, idx: Sequence[int], gradient: bool = True
               ) -> tuple[float, np.ndarray | None]:
