@@ -113,3 +113,20 @@ def test_fit_uses_the_rescue_and_results_carry_its_counters(blowup, tmp_path) ->
         assert r["n_failed_batches"] is not None and r["work_sensitivity"] > 0
     opt = make_optimizer("fides", 10)
     assert isinstance(opt, RescuedOptimizer) and "Fides" in repr(opt)
+
+
+def test_minibatch_polish_goes_on_with_the_rescue(blowup) -> None:
+    from sbmlhybrid.optimize import MiniBatchOptimizer
+
+    problem = blowup.pypesto_problem
+    f0 = float(problem.objective(X0))
+    opt = MiniBatchOptimizer(method="adam", batch_size=2, epochs=2, seed=1, learning_rate=0.05,
+                             polish="fides", polish_max_iter=30)
+    with step_cap(blowup, 175):  # the plain full objective is infinite along the way
+        problem.set_x_guesses(problem.get_full_vector(X0)[None, :])
+        res = optimize.minimize(problem, optimizer=opt, n_starts=1, progress_bar=False,
+                                options=optimize.OptimizeOptions(allow_failed_starts=True))
+        problem.set_x_guesses(np.zeros((0, problem.dim_full)))
+    r = res.optimize_result.list[0]
+    assert r.fval is not None and np.isfinite(r.fval) and r.fval < 0.1 * f0
+    assert r["n_relaxed_rescued"] > 0
