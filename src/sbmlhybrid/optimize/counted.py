@@ -8,42 +8,22 @@ on that worker's copy of the problem, so the counts are right for every engine.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pypesto
-from pypesto.optimize import Optimizer
 from pypesto.result import OptimizerResult
 
 from sbmlhybrid.objective.work import work_counter_of
+from sbmlhybrid.optimize._delegating import DelegatingOptimizer
 
 __all__ = ["CountedOptimizer"]
 
 
-class CountedOptimizer(Optimizer):
+class CountedOptimizer(DelegatingOptimizer):
     """An optimizer whose results carry the work of their start.
 
     Args:
         inner: Any pyPESTO optimizer (fides, scipy, a mini-batch optimizer, ...).
     """
-
-    def __init__(self, inner: Optimizer):
-        super().__init__()
-        self.inner = inner
-
-    def __repr__(self) -> str:  # the checkpoint compares optimizers by repr: stay the inner's
-        return repr(self.inner)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not yet set (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def is_least_squares(self) -> bool:
-        return self.inner.is_least_squares()
-
-    def check_x0_support(self, x_guesses: np.ndarray | None = None) -> bool:
-        return self.inner.check_x0_support(x_guesses)
 
     def minimize(self, problem: pypesto.Problem, x0: np.ndarray | None = None,
                  id: str | None = None, history_options=None,

@@ -275,9 +275,10 @@ class BatchEvaluator:
         if order >= 2:
             total[HESS] += np.asarray(ret[HESS])[np.ix_(free, free)]
 
-    def _zeros(self, order: int, fill: float = 0.0) -> dict:
+    def _terms(self, order: int, fval: float = 0.0, fill: float = 0.0) -> dict:
+        """{FVAL: fval, GRAD, HESS (free parameters) filled with `fill`} up to `order`."""
         n = len(self._free)
-        out = {FVAL: 0.0 if fill == 0.0 else np.inf}
+        out = {FVAL: fval}
         if order >= 1:
             out[GRAD] = np.full(n, fill)
         if order >= 2:
@@ -298,7 +299,7 @@ class BatchEvaluator:
             derivatives NaN if the conditions could not be evaluated finitely.
         """
         x_full = self.problem.get_full_vector(np.asarray(x_free, dtype=float))
-        total, pending, failed = self._zeros(order), list(idx), []
+        total, pending, failed = self._terms(order), list(idx), []
         while pending:
             ret = self._call(x_full, pending, order)
             if self._finite(ret, order):
@@ -330,12 +331,12 @@ class BatchEvaluator:
 
     def _failed(self, order: int) -> dict:
         self.counters.n_failed_batches += 1
-        return self._zeros(order, fill=np.nan)
+        return self._terms(order, np.inf, np.nan)
 
     def global_terms_value(self, x_free: np.ndarray, order: int = 1) -> dict:
         """Value and derivatives up to `order` (free parameters) of the global terms (priors);
         zeros if there are none."""
-        total = self._zeros(order)
+        total = self._terms(order)
         if self.global_terms:
             x_full = self.problem.get_full_vector(np.asarray(x_free, dtype=float))
             for term in self.global_terms:
@@ -350,18 +351,24 @@ class BatchEvaluator:
         out = self.global_terms_value(x_free, int(gradient))
         return out[FVAL], out.get(GRAD)
 
+    def objective_terms(self, x_free: np.ndarray, idx: Sequence[int], order: int = 1) -> dict:
+        """|B| x the batch objective over `idx` (see above): the conditions' summed negative
+        log-likelihoods plus the global terms weighted |B|/n, with value and derivatives up to
+        `order` as in `nllh_terms`; over all conditions, the full objective."""
+        total = self.nllh_terms(x_free, idx, order)
+        if np.isfinite(total[FVAL]):
+            weight = len(idx) / self.n_conditions
+            for key, value in self.global_terms_value(x_free, order).items():
+                total[key] = total[key] + weight * value
+        return total
+
     def batch(self, x_free: np.ndarray, idx: Sequence[int], gradient: bool = True
               ) -> tuple[float, np.ndarray | None]:
         """Batch objective: mean over `idx` incl. the global terms weighted |B|/n (see above)."""
         b = len(idx)
         if b == 0:
             raise InputError("empty mini-batch")
-        fval, grad = self.nllh_sum(x_free, idx, gradient)
-        if not np.isfinite(fval):
-            return fval, grad
-        gval, ggrad = self.global_value(x_free, gradient)
-        weight = b / self.n_conditions
-        fval = (fval + weight * gval) / b
-        if gradient:
-            grad = (grad + weight * ggrad) / b
-        return fval, grad
+        out = self.objective_terms(x_free, idx, int(gradient))
+        if not np.isfinite(out[FVAL]):
+            return out[FVAL], out.get(GRAD)
+        return out[FVAL] / b, (out[GRAD] / b if gradient else None)

@@ -7,8 +7,8 @@ but no finite adjoint gradient (`benchmarks/results/isensee_start_gradients.json
 full-batch methods stopped at their start while the mini-batch methods, which re-simulate a
 failed condition alone at relaxed tolerances, went on. Comparing the two then measures the
 rescue, not the optimizers. Here the full objective is evaluated through the *same* code
-as a mini-batch (`sbmlhybrid.optimize.minibatch_eval.BatchEvaluator.nllh_terms` over all
-conditions, plus the global terms), so rescue, work counting and simulation threads are one
+as a mini-batch (`sbmlhybrid.optimize.minibatch_eval.BatchEvaluator.objective_terms` over
+all conditions), so rescue, work counting and simulation threads are one
 code path for every method.
 
 Reused: pyPESTO's `ObjectiveBase` (history, fixed parameters) and its optimizers. Written
@@ -27,9 +27,9 @@ import numpy as np
 import pypesto
 from pypesto.C import FVAL, GRAD, HESS, MODE_FUN, ModeType
 from pypesto.objective import ObjectiveBase
-from pypesto.optimize import Optimizer
 from pypesto.result import OptimizerResult
 
+from sbmlhybrid.optimize._delegating import DelegatingOptimizer
 from sbmlhybrid.optimize.minibatch_eval import BatchEvaluator
 
 __all__ = ["RescuedObjective", "RescuedOptimizer", "rescued_problem"]
@@ -64,11 +64,8 @@ class RescuedObjective(ObjectiveBase):
         (dim_full,)); derivatives on the full vector, zero for fixed parameters."""
         order = max(sensi_orders, default=0)
         x_free = np.asarray(x, dtype=float)[self._free]
-        ev = self.evaluator
-        terms = ev.nllh_terms(x_free, range(ev.n_conditions), order)
-        if np.isfinite(terms[FVAL]):  # both on the free parameters
-            for key, value in ev.global_terms_value(x_free, order).items():
-                terms[key] = terms[key] + value
+        terms = self.evaluator.objective_terms(x_free, range(self.evaluator.n_conditions),
+                                               order)
         n = len(x)
         out: dict = {FVAL: float(terms[FVAL])}
         if order >= 1:
@@ -91,7 +88,7 @@ def rescued_problem(problem: pypesto.Problem, evaluator: BatchEvaluator) -> pype
     return out
 
 
-class RescuedOptimizer(Optimizer):
+class RescuedOptimizer(DelegatingOptimizer):
     """Any pyPESTO optimizer, run on the problem's full objective with integration rescue.
 
     The result carries the rescue counters of its start (``n_failed_simulations``,
@@ -104,23 +101,11 @@ class RescuedOptimizer(Optimizer):
         inner: A pyPESTO optimizer (fides, scipy L-BFGS-B, ...).
     """
 
-    def __init__(self, inner: Optimizer):
-        super().__init__()
-        self.inner = inner
-
-    def __repr__(self) -> str:  # the checkpoint compares optimizers by repr
+    def __repr__(self) -> str:  # distinct from the plain optimizer's in checkpoints
         return f"Rescued({self.inner!r})"
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":  # not yet set (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def is_least_squares(self) -> bool:
         return False  # residuals are not rescued: function mode only
-
-    def check_x0_support(self, x_guesses: np.ndarray | None = None) -> bool:
-        return self.inner.check_x0_support(x_guesses)
 
     def minimize(self, problem: pypesto.Problem, x0: np.ndarray | None = None,
                  id: str | None = None, history_options=None,
